@@ -1,0 +1,60 @@
+"""Real HTTP servers for tests: an ASGI app served by uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _config(app: ASGIApp, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="auto", ws="none"
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve_in_loop(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` on the running event loop; yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(_config(app, port))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` from a thread with its own event loop; yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(_config(app, port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"test server on port {port} failed to start")
+        threading.Event().wait(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
