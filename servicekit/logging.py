@@ -46,7 +46,8 @@ _SECRET_KEY = re.compile(r"(?i)password|passwd|secret|token|cookie|authorization
 
 # Attributes every LogRecord has; anything else was passed in ``extra=`` and is logged as a field.
 _STANDARD_RECORD_ATTRIBUTES: Final = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)) | {"message", "asctime", "taskName"}
+    set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+    | {"message", "asctime", "taskName", "color_message"}
 )
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
+S = TypeVar("S", bound="ServiceSettings")
+ExtraReader = Callable[["EnvironmentReader", bool], dict[str, Any]]
+"""Reads a service's own settings: ``(reader, production) -> field values``."""
 
 DEVELOPMENT: Final = "development"
 PRODUCTION: Final = "production"
@@ -79,9 +82,7 @@ class EnvironmentReader:
     def text(self, name: str, default: str | _Required = REQUIRED) -> str:
         return self._convert(name, default, str, "")
 
-    def integer(
-        self, name: str, default: int | _Required, *, minimum: int, maximum: int
-    ) -> int:
+    def integer(self, name: str, default: int | _Required, *, minimum: int, maximum: int) -> int:
         def convert(raw: str) -> int:
             try:
                 value = int(raw)
@@ -150,6 +151,16 @@ class EnvironmentReader:
             raise SettingsError(self.problems)
 
 
+def dev_default(production: bool, value: T) -> T | _Required:
+    """``value`` as the default in development; in production the variable must be set."""
+    return REQUIRED if production else value
+
+
+def local_service_url(service_name: str) -> str:
+    """Where ``service_name`` listens in a single-machine development install."""
+    return f"http://127.0.0.1:{DEFAULT_PORTS[service_name]}"
+
+
 def _shorten(value: str, limit: int = 60) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
@@ -184,7 +195,7 @@ class DatabaseServiceSettings(ServiceSettings):
     database_pool_size: int
 
 
-def read_service_settings(reader: EnvironmentReader, service_name: str) -> dict[str, object]:
+def read_service_settings(reader: EnvironmentReader, service_name: str) -> dict[str, Any]:
     """The fields of ``ServiceSettings`` from the environment, as keyword arguments."""
     environment = reader.choice("PARLEY_ENV", DEVELOPMENT, (DEVELOPMENT, PRODUCTION))
     production = environment == PRODUCTION
@@ -202,13 +213,13 @@ def read_service_settings(reader: EnvironmentReader, service_name: str) -> dict[
         ),
         "redis_namespace": reader.text("REDIS_NAMESPACE", "parley"),
         "oidc_issuer": reader.url(
-            "OIDC_ISSUER", REQUIRED if production else "http://127.0.0.1:8001"
+            "OIDC_ISSUER", dev_default(production, local_service_url("identity_service"))
         ),
         "api_audience": reader.text("API_AUDIENCE", REQUIRED if production else "parley-api"),
     }
 
 
-def read_database_settings(reader: EnvironmentReader, *, production: bool) -> dict[str, object]:
+def read_database_settings(reader: EnvironmentReader, *, production: bool) -> dict[str, Any]:
     """The fields ``DatabaseServiceSettings`` adds, as keyword arguments."""
     return {
         "database_url": reader.url(
@@ -218,3 +229,23 @@ def read_database_settings(reader: EnvironmentReader, *, production: bool) -> di
         ),
         "database_pool_size": reader.integer("DATABASE_POOL_SIZE", 5, minimum=1, maximum=100),
     }
+
+
+def load_service_settings(
+    settings_class: type[S],
+    service_name: str,
+    environ: Mapping[str, str] | None = None,
+    read_extra: ExtraReader | None = None,
+) -> S:
+    """Read ``settings_class`` from the environment, or raise ``SettingsError`` naming every
+    problem: the common fields, the database fields when the class has them, then the service's
+    own fields from ``read_extra``."""
+    reader = EnvironmentReader(environ)
+    values = read_service_settings(reader, service_name)
+    production = values["environment"] == PRODUCTION
+    if issubclass(settings_class, DatabaseServiceSettings):
+        values |= read_database_settings(reader, production=production)
+    if read_extra is not None:
+        values |= read_extra(reader, production)
+    reader.finish()
+    return settings_class(**values)

@@ -1,0 +1,20 @@
+"""conversations_service owns conversations, their members and invitations."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from conversations_service.settings import ConversationsSettings
+from servicekit.app import create_service_app
+from servicekit.db import Database
+from servicekit.redis_client import RedisConnection
+
+
+def create_app(settings: ConversationsSettings) -> Starlette:
+    return create_service_app(
+        settings,
+        dependencies={
+            "database": Database(settings.database_url, pool_size=settings.database_pool_size),
+            "redis": RedisConnection(settings.redis_url),
+        },
+    )
