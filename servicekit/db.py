@@ -21,17 +21,20 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_after_delay,
     wait_random_exponential,
 )
 
 T = TypeVar("T")
 
 RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
-# Ten attempts with waits of up to 10 ms, 20 ms, … capped at 0.5 s: ~2.5 s at worst, well inside
-# a client's request timeout, yet enough to ride out a burst of conflicts on a hot conversation.
-TRANSACTION_ATTEMPTS: Final = 10
-RETRY_WAIT_MULTIPLIER_SECONDS: Final = 0.01
-RETRY_WAIT_MAX_SECONDS: Final = 0.5
+# A hot row (one busy conversation) under snapshot isolation lets one writer win per round, so a
+# transaction may lose many rounds in a row: allow many short, jittered waits (random up to 5 ms,
+# 10 ms, 20 ms, … capped at 250 ms), bounded by a total that stays inside a client's timeout.
+TRANSACTION_ATTEMPTS: Final = 30
+TRANSACTION_RETRY_DEADLINE_SECONDS: Final = 5.0
+RETRY_WAIT_MULTIPLIER_SECONDS: Final = 0.005
+RETRY_WAIT_MAX_SECONDS: Final = 0.25
 CONNECT_TIMEOUT_SECONDS: Final = 5
 
 logger = logging.getLogger("servicekit.db")
@@ -79,13 +82,18 @@ class Database:
         )
 
     async def transaction(self, work: UnitOfWork[T], *, attempts: int = TRANSACTION_ATTEMPTS) -> T:
-        """Run ``work`` in one transaction, rerunning it on 40001/40P01; return its result."""
+        """Run ``work`` in one transaction, rerunning it on 40001/40P01; return its result.
+
+        Gives up after ``attempts`` tries or ``TRANSACTION_RETRY_DEADLINE_SECONDS``, whichever
+        comes first, re-raising the last conflict.
+        """
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
             wait=wait_random_exponential(
                 multiplier=RETRY_WAIT_MULTIPLIER_SECONDS, max=RETRY_WAIT_MAX_SECONDS
             ),
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(attempts)
+            | stop_after_delay(TRANSACTION_RETRY_DEADLINE_SECONDS),
             before_sleep=lambda state: _log_retry(
                 state.attempt_number, state.outcome.exception() if state.outcome else None
             ),
