@@ -52,7 +52,11 @@ def _read_bff_settings(reader: EnvironmentReader, production: bool) -> dict[str,
         ),
         "oidc_scopes": reader.words("OIDC_SCOPES", DEFAULT_SCOPES),
         "session_secret": session_secret,
-        "identity_url": service_url("IDENTITY_URL", "identity_service"),
+        # Only set when identity_service is the provider; an external one has no user directory
+        # of Parley's, so none is required in production.
+        "identity_url": reader.url(
+            "IDENTITY_URL", "" if production else local_service_url("identity_service")
+        ),
         "conversations_url": service_url("CONVERSATIONS_URL", "conversations_service"),
         "messages_url": service_url("MESSAGES_URL", "messages_service"),
         "realtime_url": service_url("REALTIME_URL", "realtime_service"),

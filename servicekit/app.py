@@ -9,6 +9,7 @@ closes those dependencies on shutdown.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -17,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from servicekit.errors import EXCEPTION_HANDLERS
+from servicekit.errors import EXCEPTION_HANDLERS, UnexpectedErrorMiddleware
 from servicekit.health import healthz, readyz
 from servicekit.logging import RequestContextMiddleware
 from servicekit.metrics import MetricsMiddleware, ServiceMetrics, metrics_endpoint
@@ -31,6 +32,8 @@ class Dependency(Protocol):
 
     async def close(self) -> None: ...
 
+
+logger = logging.getLogger("servicekit.app")
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
@@ -60,8 +63,11 @@ def create_service_app(
                 async with lifespan(app):
                     yield
         finally:
-            for dependency in dependencies.values():
-                await dependency.close()
+            for name, dependency in dependencies.items():
+                try:
+                    await dependency.close()
+                except Exception:  # one failing close must not leave the others open
+                    logger.exception("closing a dependency failed", extra={"dependency": name})
 
     app = Starlette(
         routes=[
@@ -73,6 +79,7 @@ def create_service_app(
         middleware=[
             Middleware(RequestContextMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(UnexpectedErrorMiddleware),
             *middleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,

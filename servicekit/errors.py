@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -220,7 +221,41 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
     """Log an unexpected exception in full and answer with an opaque 500."""
     logger.error("unhandled error", exc_info=exc)
-    return problem_response(ParleyError("The server could not complete the request."))
+    return problem_response(
+        ParleyError("The server could not complete the request."), request.url.path
+    )
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unexpected exception with the opaque 500 *inside* the request's middleware.
+
+    Starlette sends its ``Exception`` handler's response from its outermost middleware, after
+    the request id is unbound: that 500 would carry no ``X-Request-ID`` and its log line no
+    ``request_id``. Placed inside ``RequestContextMiddleware``, this one keeps both.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception as error:
+            if response_started:
+                raise
+            response = await handle_unexpected_error(Request(scope), error)
+            await response(scope, receive, send)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -25,7 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 # Accept a caller's id only if it is short and plain, so it cannot forge log structure.
-_ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Used with fullmatch: an anchored "$" would also accept a trailing newline.
+_ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "parley_request_id", default=None
@@ -36,7 +37,8 @@ _SECRET_PATTERNS: Final = (
     # JWTs (JWS compact form): header.payload.signature, header starting with '{"' → 'eyJ'.
     re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"),
     re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)((?:set-)?cookie:?\s*)[^\s;]+"),
+    # Every "name=value" pair of a Cookie / Set-Cookie header, not only the first.
+    re.compile(r"(?i)((?:set-)?cookie:?\s*)[^\s;]+(?:;\s*[^\s;]+)*"),
     re.compile(
         r"(?i)((?:password|passwd|secret|token|refresh_token|access_token|id_token|code_verifier)"
         r"[\"']?\s*[=:]\s*[\"']?)[^\s&\"',;]+"
@@ -71,7 +73,7 @@ def new_request_id() -> str:
 
 def accept_request_id(candidate: str | None) -> str:
     """The caller's request id when it is acceptable, otherwise a new one."""
-    if candidate and _ACCEPTABLE_REQUEST_ID.match(candidate):
+    if candidate and _ACCEPTABLE_REQUEST_ID.fullmatch(candidate):
         return candidate
     return new_request_id()
 

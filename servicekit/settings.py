@@ -11,6 +11,7 @@ problem is collected before failing, so one start-up attempt names every bad var
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -76,7 +77,7 @@ class EnvironmentReader:
         try:
             return convert(raw)
         except ValueError as error:
-            self.problems.append(f"{name}: {error}, got {_shorten(raw)!r}")
+            self.problems.append(f"{name}: {error}, got {_describe(raw)!r}")
             return fallback
 
     def text(self, name: str, default: str | _Required = REQUIRED) -> str:
@@ -161,7 +162,13 @@ def local_service_url(service_name: str) -> str:
     return f"http://127.0.0.1:{DEFAULT_PORTS[service_name]}"
 
 
-def _shorten(value: str, limit: int = 60) -> str:
+# The password in "scheme://user:password@host", which a SettingsError must not echo.
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^@\s]*@")
+
+
+def _describe(value: str, limit: int = 60) -> str:
+    """``value`` as an error message quotes it: without a URL password, at most ``limit`` long."""
+    value = _URL_PASSWORD.sub(r"\1[redacted]@", value)
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
