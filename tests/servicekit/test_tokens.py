@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -303,6 +304,20 @@ async def test_discovery_document_for_another_issuer_is_refused(
 # Claims ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SecondsFromNow:
+    """A timestamp claim relative to when the test runs, not to when it was collected."""
+
+    seconds: int
+
+
+def at_run_time(claims: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: int(time.time()) + value.seconds if isinstance(value, SecondsFromNow) else value
+        for name, value in claims.items()
+    }
+
+
 @pytest.mark.parametrize(
     "claims",
     [
@@ -312,9 +327,9 @@ async def test_discovery_document_for_another_issuer_is_refused(
         pytest.param({"aud": ["another-api", "parley-bff"]}, id="audience-list-without-ours"),
         pytest.param({"aud": None}, id="no-audience"),
         pytest.param({"exp": None}, id="no-expiry"),
-        pytest.param({"exp": int(time.time()) - 61}, id="expired-beyond-leeway"),
-        pytest.param({"nbf": int(time.time()) + 120}, id="not-yet-valid"),
-        pytest.param({"iat": int(time.time()) + 120}, id="issued-in-the-future"),
+        pytest.param({"exp": SecondsFromNow(-61)}, id="expired-beyond-leeway"),
+        pytest.param({"nbf": SecondsFromNow(120)}, id="not-yet-valid"),
+        pytest.param({"iat": SecondsFromNow(120)}, id="issued-in-the-future"),
         pytest.param({"sub": None}, id="no-subject"),
         pytest.param({"sub": ""}, id="empty-subject"),
         pytest.param({"exp": "tomorrow"}, id="non-numeric-expiry"),
@@ -323,7 +338,7 @@ async def test_discovery_document_for_another_issuer_is_refused(
 async def test_invalid_claims_are_rejected(
     issuer: LocalIssuer, verifier: AccessTokenVerifier, claims: dict[str, Any]
 ) -> None:
-    await rejection(verifier, issuer.access_token(**claims))
+    await rejection(verifier, issuer.access_token(**at_run_time(claims)))
 
 
 async def test_issuer_must_match_exactly(
@@ -336,15 +351,16 @@ async def test_issuer_must_match_exactly(
     "claims",
     [
         pytest.param({"aud": ["another-api", "parley-api"]}, id="audience-list-with-ours"),
-        pytest.param({"exp": int(time.time()) - 30}, id="expired-within-leeway"),
-        pytest.param({"nbf": int(time.time()) + 30}, id="valid-soon-within-leeway"),
-        pytest.param({"iat": int(time.time()) + 30}, id="issued-slightly-ahead"),
+        pytest.param({"exp": SecondsFromNow(-30)}, id="expired-within-leeway"),
+        pytest.param({"nbf": SecondsFromNow(30)}, id="valid-soon-within-leeway"),
+        pytest.param({"iat": SecondsFromNow(30)}, id="issued-slightly-ahead"),
     ],
 )
 async def test_claims_within_bounds_are_accepted(
     issuer: LocalIssuer, verifier: AccessTokenVerifier, claims: dict[str, Any]
 ) -> None:
-    assert (await verifier.verify(issuer.access_token(sub="gina", **claims))).subject == "gina"
+    principal = await verifier.verify(issuer.access_token(sub="gina", **at_run_time(claims)))
+    assert principal.subject == "gina"
 
 
 def test_leeway_beyond_60_seconds_is_refused(
