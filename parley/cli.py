@@ -55,7 +55,12 @@ def dev(arguments: argparse.Namespace) -> int:
     """Everything a developer needs, in one terminal: what `make run` runs."""
     from parley.dev import run_development_stack
 
-    return run_development_stack(data_dir=arguments.data_dir)
+    return run_development_stack(
+        data_dir=arguments.data_dir,
+        base_port=arguments.base_port,
+        postgres_port=arguments.postgres_port,
+        redis_port=arguments.redis_port,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev_parser = commands.add_parser("dev", help="run every service for local development")
     dev_parser.add_argument("--data-dir", default=".data", help="where embedded servers keep data")
+    dev_parser.add_argument(
+        "--base-port",
+        type=int,
+        default=8000,
+        help="the bff's port; the other services take the next four (default 8000)",
+    )
+    dev_parser.add_argument(
+        "--postgres-port",
+        type=int,
+        default=5432,
+        help="where to look for a local PostgreSQL when DATABASE_URL is not set, and the port "
+        "an embedded one takes when none answers there (default 5432)",
+    )
+    dev_parser.add_argument(
+        "--redis-port",
+        type=int,
+        default=6379,
+        help="the same for Redis when REDIS_URL is not set (default 6379)",
+    )
     dev_parser.set_defaults(handler=dev)
 
     migrate_parser = commands.add_parser("migrate", help="apply database migrations")

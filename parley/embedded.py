@@ -133,13 +133,16 @@ class EmbeddedPostgres(_ServerProcess):
         if run_as is not None:
             _make_reachable_by(run_as, [self.data_dir, _package_dir("pgserver")])
             os.chown(self.data_dir, run_as.pw_uid, run_as.pw_gid)
-        if not (self.cluster_dir / "PG_VERSION").exists():
-            shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        if not self.cluster_dir.exists():
+            # initdb builds the cluster beside its final place and it is renamed when complete,
+            # so an interrupted first start never leaves a half-built cluster that looks ready.
+            partial_dir = self.data_dir / "cluster.partial"
+            shutil.rmtree(partial_dir, ignore_errors=True)
             subprocess.run(  # noqa: S603
                 [
                     str(_package_dir("pgserver") / "pginstall" / "bin" / "initdb"),
                     "--pgdata",
-                    str(self.cluster_dir),
+                    str(partial_dir),
                     "--username",
                     "postgres",
                     "--auth",
@@ -153,6 +156,7 @@ class EmbeddedPostgres(_ServerProcess):
                 user=run_as.pw_uid if run_as else None,
                 group=run_as.pw_gid if run_as else None,
             )
+            partial_dir.rename(self.cluster_dir)
         self._spawn(
             [
                 str(_package_dir("pgserver") / "pginstall" / "bin" / "postgres"),

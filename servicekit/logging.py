@@ -28,6 +28,9 @@ REQUEST_ID_HEADER: Final = "X-Request-ID"
 # Used with fullmatch: an anchored "$" would also accept a trailing newline.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
+# Polled every few seconds by load balancers and Prometheus: logged at DEBUG, not INFO.
+PROBE_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "parley_request_id", default=None
 )
@@ -194,7 +197,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_request_id)
         finally:
             if scope["type"] == "http":
-                self.logger.info(
+                self.logger.log(
+                    logging.DEBUG if scope["path"] in PROBE_PATHS else logging.INFO,
                     "%s %s %d",
                     scope["method"],
                     scope["path"],

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from parley.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from parley.storage import postgres_problem, redis_problem
 from servicekit.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 from tests.support.database import (
     POSTGRES_MODE,
@@ -24,9 +25,9 @@ from tests.support.database import (
     create_test_database,
     drop_test_database,
 )
-from tests.support.storage import postgres_answers, redis_answers
 
 RUN_ID = uuid.uuid4().hex[:10]
+PROBE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,12 @@ class StorageServers:
 def storage_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServers]:
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     postgres_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    if not postgres_answers(postgres_url):
+    if postgres_problem(postgres_url, PROBE_TIMEOUT_SECONDS) is not None:
         server = EmbeddedPostgres(tmp_path_factory.mktemp("postgresql"), free_port())
         postgres_url = server.start()
         started.append(server)
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    if not redis_answers(redis_url):
+    if redis_problem(redis_url, PROBE_TIMEOUT_SECONDS) is not None:
         redis_server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), free_port())
         redis_url = redis_server.start()
         started.append(redis_server)
