@@ -28,6 +28,7 @@ from tests.support.database import SERVICE_SCHEMAS, database_url_for, drop_test_
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 READY_BANNER = "Parley is ready: open "
+BANNER_LAST_LINE = "Ctrl-C stops everything."
 START_TIMEOUT_SECONDS = 90.0
 RESTART_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -190,6 +191,7 @@ def test_dev_starts_embedded_storage_restarts_a_dead_service_and_stops_cleanly(
     embedded_pids.append(int(redis_server[1]))
     banner_line, banner = stack.wait_for(re.escape(READY_BANNER) + r"(\S+)", START_TIMEOUT_SECONDS)
     print(f"ready after {time.monotonic() - started_at:.1f} s")
+    stack.wait_for(re.escape(BANNER_LAST_LINE), 5, after=banner_line)
 
     assert banner[1] == f"http://127.0.0.1:{base_port}"
     output = "\n".join(stack.lines)
@@ -255,9 +257,10 @@ def test_dev_uses_database_url_and_redis_url_without_starting_embedded_servers(
         stacks.append((stack, []))
         banner_line, _ = stack.wait_for(re.escape(READY_BANNER), START_TIMEOUT_SECONDS)
         # The banner names both stores on the lines after it, which may still be arriving.
-        stack.wait_for(r"Redis .*\(from REDIS_URL\)", 5, after=banner_line)
+        stack.wait_for(re.escape(BANNER_LAST_LINE), 5, after=banner_line)
         output = "\n".join(stack.lines)
         assert "(from DATABASE_URL)" in output
+        assert "(from REDIS_URL)" in output
         assert "starting an embedded one" not in output
         assert not data_dir.exists()
         assert_every_service_answers(service_ports(base_port))
