@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import redis
@@ -22,20 +21,13 @@ from servicekit.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 from tests.support.database import (
     POSTGRES_MODE,
     YUGABYTE_LIKE_MODE,
+    StorageServers,
     create_test_database,
     drop_test_database,
 )
 
 RUN_ID = uuid.uuid4().hex[:10]
 PROBE_TIMEOUT_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class StorageServers:
-    """The PostgreSQL server (an admin URL) and the Redis server this run uses."""
-
-    postgres_url: str
-    redis_url: str
 
 
 @pytest.fixture(scope="session")

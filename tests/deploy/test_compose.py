@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from parley.services import SERVICES
-from servicekit.settings import DEFAULT_DATABASE_URL, DEFAULT_PORTS
+from servicekit.settings import DEFAULT_PORTS
+from tests.support.database import StorageServers
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -447,9 +448,10 @@ def run_migrate_script(database_url: str, tmp_path: Path, wait_seconds: int) -> 
     return result.returncode, result.stderr
 
 
-def test_migrate_script_runs_parley_migrate_once_the_database_answers(tmp_path: Path) -> None:
-    database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    exit_code, stderr = run_migrate_script(database_url, tmp_path, wait_seconds=30)
+def test_migrate_script_runs_parley_migrate_once_the_database_answers(
+    tmp_path: Path, storage_servers: StorageServers
+) -> None:
+    exit_code, stderr = run_migrate_script(storage_servers.postgres_url, tmp_path, wait_seconds=30)
     assert exit_code == 0, stderr
     assert (tmp_path / "called").read_text() == "migrate"
 

@@ -23,8 +23,12 @@ from sqlalchemy.engine import make_url
 
 from parley.dev import service_ports
 from parley.embedded import free_port, port_is_open
-from tests.conftest import StorageServers
-from tests.support.database import SERVICE_SCHEMAS, database_url_for, drop_test_database
+from tests.support.database import (
+    SERVICE_SCHEMAS,
+    StorageServers,
+    database_url_for,
+    drop_test_database,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 READY_BANNER = "Parley is ready: open "

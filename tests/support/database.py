@@ -10,6 +10,7 @@ started as a subprocess — sees both, because both live in the database itself.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 import psycopg
@@ -42,6 +43,14 @@ BEGIN
 END
 $$;
 """
+
+
+@dataclass(frozen=True)
+class StorageServers:
+    """The PostgreSQL server (an admin URL) and the Redis server a test run uses."""
+
+    postgres_url: str
+    redis_url: str
 
 
 def database_url_for(server_url: str, database: str) -> str:
