@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -14,17 +13,11 @@ import pytest
 from servicekit.client_credentials import ClientCredentialsTokenSource
 from servicekit.errors import UpstreamUnavailable
 from servicekit.tokens import AccessTokenVerifier
-from tests.support.issuer import IssuerHost, LocalIssuer, ManualClock, running_issuer_host
+from tests.support.issuer import IssuerHost, LocalIssuer, ManualClock
 from tests.support.servers import free_port
 
 CLIENT_ID = "reports-bot"
 CLIENT_SECRET = "s3:cr%41t/+ x"  # RFC 6749 §2.3.1 form-encodes it inside Basic auth
-
-
-@pytest.fixture(scope="module")
-async def issuer_host() -> AsyncIterator[IssuerHost]:
-    async with running_issuer_host() as host:
-        yield host
 
 
 @pytest.fixture
@@ -32,17 +25,6 @@ def issuer(issuer_host: IssuerHost) -> LocalIssuer:
     issuer = issuer_host.fresh_issuer()
     issuer.register_client(CLIENT_ID, CLIENT_SECRET, scopes="chat.read chat.write")
     return issuer
-
-
-@pytest.fixture(scope="module")
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        yield client
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,33 +21,15 @@ from tests.support.issuer import (
     ManualClock,
     compact,
     running_issuer,
-    running_issuer_host,
 )
 
 REFETCH_INTERVAL_SECONDS = 30.0
 MAX_AGE_SECONDS = 600.0
 
 
-@pytest.fixture(scope="module")
-async def issuer_host() -> AsyncIterator[IssuerHost]:
-    async with running_issuer_host() as host:
-        yield host
-
-
 @pytest.fixture
 def issuer(issuer_host: IssuerHost) -> LocalIssuer:
     return issuer_host.fresh_issuer()
-
-
-@pytest.fixture(scope="module")
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        yield client
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture
