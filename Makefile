@@ -12,7 +12,7 @@ endif
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: run test install lint typecheck pytest clean
+.PHONY: run test install lint typecheck pytest node-deps clean
 
 run: install
 	$(RUN) parley dev
@@ -33,8 +33,17 @@ lint:
 typecheck:
 	$(RUN) mypy
 
-pytest:
+pytest: node-deps
 	$(RUN) pytest $(PYTEST_ARGS)
+
+# node-oidc-provider, the independent OpenID Provider the tests sign in against, pinned by its
+# package-lock.json; reinstalled whenever the lockfile is newer than the last install.
+NODE_PROVIDER := tests/support/node_provider
+node-deps: $(NODE_PROVIDER)/node_modules/.installed
+
+$(NODE_PROVIDER)/node_modules/.installed: $(NODE_PROVIDER)/package.json $(NODE_PROVIDER)/package-lock.json
+	cd $(NODE_PROVIDER) && npm ci --no-audit --no-fund
+	touch $@
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
