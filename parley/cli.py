@@ -18,6 +18,7 @@ def serve(arguments: argparse.Namespace) -> int:
     """Run one service in this process until it is told to stop."""
     import uvicorn
 
+    from servicekit.app import WEBSOCKET_MAX_FRAME_BYTES
     from servicekit.logging import configure_logging
 
     spec = SERVICES_BY_NAME[arguments.service]
@@ -30,6 +31,7 @@ def serve(arguments: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        ws_max_size=WEBSOCKET_MAX_FRAME_BYTES,
         # Lets clients finish in-flight requests after SIGTERM, well within compose's 10 s.
         timeout_graceful_shutdown=5,
     )

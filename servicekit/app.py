@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Final, Protocol
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -25,15 +25,22 @@ from servicekit.metrics import MetricsMiddleware, ServiceMetrics, metrics_endpoi
 from servicekit.settings import ServiceSettings
 
 
-class Dependency(Protocol):
-    """Something a service opens at start-up, checks for readiness and closes at shutdown."""
-
-    async def check(self) -> None: ...
+class Resource(Protocol):
+    """Something a service opens at start-up and closes at shutdown."""
 
     async def close(self) -> None: ...
 
 
+class Dependency(Resource, Protocol):
+    """A resource the service cannot work without: ``/readyz`` checks it."""
+
+    async def check(self) -> None: ...
+
+
 logger = logging.getLogger("servicekit.app")
+
+# Bytes. Parley's frames are small JSON objects; a larger frame is refused with close code 1009.
+WEBSOCKET_MAX_FRAME_BYTES: Final = 64 * 1024
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
@@ -43,15 +50,18 @@ def create_service_app(
     *,
     routes: Sequence[BaseRoute] = (),
     dependencies: Mapping[str, Dependency] | None = None,
+    resources: Mapping[str, Resource] | None = None,
     middleware: Sequence[Middleware] = (),
     lifespan: Lifespan | None = None,
 ) -> Starlette:
     """A service app with the shared skeleton around ``routes``.
 
-    Each dependency is stored on ``app.state`` under its name and checked by ``/readyz``;
-    ``lifespan`` runs inside the shared one, for a service's own background work.
+    Each dependency and resource is stored on ``app.state`` under its name and closed at
+    shutdown; ``/readyz`` checks the dependencies. ``lifespan`` runs inside the shared one, for a
+    service's own background work.
     """
     dependencies = dict(dependencies or {})
+    closeables: dict[str, Resource] = {**dependencies, **(resources or {})}
     metrics = ServiceMetrics(settings.service_name)
 
     @contextlib.asynccontextmanager
@@ -63,11 +73,11 @@ def create_service_app(
                 async with lifespan(app):
                     yield
         finally:
-            for name, dependency in dependencies.items():
+            for name, resource in closeables.items():
                 try:
-                    await dependency.close()
+                    await resource.close()
                 except Exception:  # one failing close must not leave the others open
-                    logger.exception("closing a dependency failed", extra={"dependency": name})
+                    logger.exception("closing a resource failed", extra={"resource": name})
 
     app = Starlette(
         routes=[
@@ -88,6 +98,6 @@ def create_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.readiness_checks = {name: dep.check for name, dep in dependencies.items()}
-    for name, dependency in dependencies.items():
-        setattr(app.state, name, dependency)
+    for name, resource in closeables.items():
+        setattr(app.state, name, resource)
     return app

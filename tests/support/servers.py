@@ -11,13 +11,19 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from parley.embedded import free_port
+from servicekit.app import WEBSOCKET_MAX_FRAME_BYTES
 
 __all__ = ["free_port", "serve_in_loop", "serve_in_thread"]
 
 
 def _config(app: ASGIApp, port: int) -> uvicorn.Config:
     return uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="auto", ws="none"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="auto",
+        ws_max_size=WEBSOCKET_MAX_FRAME_BYTES,
     )
 
 
