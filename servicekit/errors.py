@@ -15,8 +15,11 @@ shown.
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── Conflict (409 conflict)
     ├── PayloadTooLarge (413 payload_too_large)
+    ├── UriTooLong (414 uri_too_long)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── RateLimited (429 rate_limited, with ``Retry-After``)
+    ├── RequestHeadersTooLarge (431 request_headers_too_large)
+    ├── BadGateway (502 bad_gateway)
     └── ServiceUnavailable (503 service_unavailable, with ``Retry-After``)
         └── UpstreamUnavailable (503 upstream_unavailable)
 """
@@ -136,6 +139,26 @@ class PayloadTooLarge(ParleyError):
     status = 413
     code = "payload_too_large"
     title = "Payload too large"
+
+
+class UriTooLong(ParleyError):
+    status = 414
+    code = "uri_too_long"
+    title = "Request target too long"
+
+
+class RequestHeadersTooLarge(ParleyError):
+    status = 431
+    code = "request_headers_too_large"
+    title = "Request header fields too large"
+
+
+class BadGateway(ParleyError):
+    """A service this request depends on answered with something that cannot be passed on."""
+
+    status = 502
+    code = "bad_gateway"
+    title = "Bad gateway"
 
 
 class UnsupportedMediaType(ParleyError):
