@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 from joserfc import jws
@@ -168,6 +168,118 @@ async def fetch_provider_metadata(http_client: httpx.AsyncClient, issuer: str) -
     return metadata
 
 
+class SigningAlgorithm(Protocol):
+    """What ``ProviderKeys`` needs of a JWS algorithm (``JWSRegistry.algorithms[name]``)."""
+
+    def check_key(self, key: Any) -> None:
+        """Raise ``JoseError`` unless ``key`` can verify this algorithm's signatures."""
+
+
+class ProviderKeys:
+    """The signing keys one issuer publishes in its JWKS, found through its discovery document.
+
+    Shared by access-token verification here and the BFF's ID-token and logout-token checks, so
+    the caching and throttling rules in the module docstring hold for every token Parley reads.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        http_client: httpx.AsyncClient,
+        *,
+        refetch_interval_seconds: float = 30.0,
+        max_age_seconds: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._issuer = issuer
+        self._http = http_client
+        self._refetch_interval = refetch_interval_seconds
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._jwks_uri: str | None = None
+        self._keys: list[Key] | None = None
+        self._fetched_at = -math.inf  # clock time of the last successful JWKS fetch
+        self._attempted_at = -math.inf  # clock time of the last JWKS fetch, successful or not
+        self._fetches = 0  # lets callers queued behind an in-flight fetch reuse its result
+        self._fetch_lock = asyncio.Lock()
+
+    async def key_for(self, algorithm: SigningAlgorithm, kid: str | None) -> Key | None:
+        """The published key that verifies ``algorithm`` signatures under ``kid``, if any.
+
+        Raises ``UpstreamUnavailable`` only when no keys could be fetched at all.
+        """
+        if self._keys is None:
+            await self._refresh(min_interval=min(self._refetch_interval, NO_KEYS_RETRY_SECONDS))
+        elif self._clock() - self._fetched_at >= self._max_age:
+            await self._refresh(min_interval=self._refetch_interval)
+        if self._keys is None:  # a concurrent first fetch failed
+            raise UpstreamUnavailable("The identity provider's keys are unavailable.")
+        key = self._find(algorithm, kid)
+        if key is None and kid is not None:  # perhaps the provider rotated its keys
+            await self._refresh(min_interval=self._refetch_interval)
+            key = self._find(algorithm, kid)
+        return key
+
+    def _find(self, algorithm: SigningAlgorithm, kid: str | None) -> Key | None:
+        usable = []
+        for key in self._keys or ():
+            try:
+                algorithm.check_key(key)  # key type, curve, "use" and "alg" all fit
+            except JoseError:
+                continue
+            usable.append(key)
+        if kid is None:
+            # Without a kid the choice is only unambiguous when one key fits.
+            return usable[0] if len(usable) == 1 else None
+        return next((key for key in usable if key.kid == kid), None)
+
+    async def _refresh(self, min_interval: float) -> None:
+        """Fetch the JWKS once for all concurrent callers, and not within ``min_interval`` s."""
+        fetches_seen = self._fetches
+        async with self._fetch_lock:
+            if self._fetches != fetches_seen:
+                return  # another caller fetched while this one waited
+            waited = self._clock() - self._attempted_at
+            if waited < min_interval:
+                if self._keys is None:
+                    raise UpstreamUnavailable(
+                        "The identity provider's keys are unavailable.",
+                        retry_after=math.ceil(min_interval - waited),
+                    )
+                return
+            self._attempted_at = self._clock()
+            try:
+                self._keys = await self._fetch()
+                self._fetched_at = self._attempted_at
+            except UpstreamUnavailable:
+                if self._keys is None:
+                    raise
+                # Keep verifying with the keys we have; fetch_json logged the failure.
+            finally:
+                self._fetches += 1
+
+    async def _fetch(self) -> list[Key]:
+        if self._jwks_uri is None:
+            metadata = await fetch_provider_metadata(self._http, self._issuer)
+            jwks_uri = metadata.get("jwks_uri")
+            if not isinstance(jwks_uri, str):
+                raise UpstreamUnavailable("The identity provider publishes no jwks_uri.")
+            self._jwks_uri = jwks_uri
+        document = await fetch_json(self._http, self._jwks_uri, "JWKS")
+        if not isinstance(document.get("keys"), list):
+            raise UpstreamUnavailable("The identity provider's JWKS has no keys.")
+        keys = []
+        for entry in document["keys"]:
+            # RFC 7517 §5: skip keys we cannot use; a symmetric key has no place in a public JWKS.
+            if not isinstance(entry, dict) or entry.get("kty") == "oct":
+                continue
+            try:
+                keys.append(JWKRegistry.import_key(entry))
+            except (JoseError, ValueError, TypeError):
+                logger.warning("skipping an unusable JWKS key", extra={"kid": entry.get("kid")})
+        return keys
+
+
 class AccessTokenVerifier:
     """Verifies access tokens for one API audience from one issuer."""
 
@@ -190,11 +302,13 @@ class AccessTokenVerifier:
             )
         if not 0 <= leeway_seconds <= MAX_LEEWAY_SECONDS:
             raise ValueError(f"leeway_seconds must be between 0 and {MAX_LEEWAY_SECONDS}")
-        self._issuer = issuer
-        self._http = http_client
-        self._refetch_interval = jwks_refetch_interval_seconds
-        self._max_age = jwks_max_age_seconds
-        self._clock = clock
+        self._keys = ProviderKeys(
+            issuer,
+            http_client,
+            refetch_interval_seconds=jwks_refetch_interval_seconds,
+            max_age_seconds=jwks_max_age_seconds,
+            clock=clock,
+        )
         self._registry = jws.JWSRegistry(
             algorithms=sorted(self._algorithms), strict_check_header=False
         )
@@ -205,12 +319,6 @@ class AccessTokenVerifier:
             exp={"essential": True},
             sub={"essential": True},
         )
-        self._jwks_uri: str | None = None
-        self._keys: list[Key] | None = None
-        self._fetched_at = -math.inf  # clock time of the last successful JWKS fetch
-        self._attempted_at = -math.inf  # clock time of the last JWKS fetch, successful or not
-        self._fetches = 0  # lets callers queued behind an in-flight fetch reuse its result
-        self._fetch_lock = asyncio.Lock()
 
     async def verify(self, token: str) -> Principal:
         """The principal ``token`` speaks for; ``Unauthorized`` (invalid_token) if it is not."""
@@ -252,81 +360,11 @@ class AccessTokenVerifier:
             ) from error
 
     async def _signing_key(self, alg: str, kid: str | None) -> Key:
-        if self._keys is None:
-            await self._refresh_keys(
-                min_interval=min(self._refetch_interval, NO_KEYS_RETRY_SECONDS)
-            )
-        elif self._clock() - self._fetched_at >= self._max_age:
-            await self._refresh_keys(min_interval=self._refetch_interval)
-        if self._keys is None:  # a concurrent first fetch failed
-            raise UpstreamUnavailable("The identity provider's keys are unavailable.")
-        key = self._find_key(alg, kid)
-        if key is None and kid is not None:  # perhaps the provider rotated its keys
-            await self._refresh_keys(min_interval=self._refetch_interval)
-            key = self._find_key(alg, kid)
+        # alg is already known to be allowed, so the registry has it.
+        key = await self._keys.key_for(self._registry.algorithms[alg], kid)
         if key is None:
             raise _invalid("The access token's signing key is unknown.")
         return key
-
-    def _find_key(self, alg: str, kid: str | None) -> Key | None:
-        algorithm = self._registry.algorithms[alg]  # alg is already known to be allowed
-        usable = []
-        for key in self._keys or ():
-            try:
-                algorithm.check_key(key)  # key type, curve, "use" and "alg" all fit
-            except JoseError:
-                continue
-            usable.append(key)
-        if kid is None:
-            # Without a kid the choice is only unambiguous when one key fits.
-            return usable[0] if len(usable) == 1 else None
-        return next((key for key in usable if key.kid == kid), None)
-
-    async def _refresh_keys(self, min_interval: float) -> None:
-        """Fetch the JWKS once for all concurrent callers, and not within ``min_interval`` s."""
-        fetches_seen = self._fetches
-        async with self._fetch_lock:
-            if self._fetches != fetches_seen:
-                return  # another caller fetched while this one waited
-            waited = self._clock() - self._attempted_at
-            if waited < min_interval:
-                if self._keys is None:
-                    raise UpstreamUnavailable(
-                        "The identity provider's keys are unavailable.",
-                        retry_after=math.ceil(min_interval - waited),
-                    )
-                return
-            self._attempted_at = self._clock()
-            try:
-                self._keys = await self._fetch_keys()
-                self._fetched_at = self._attempted_at
-            except UpstreamUnavailable:
-                if self._keys is None:
-                    raise
-                # Keep verifying with the keys we have; fetch_json logged the failure.
-            finally:
-                self._fetches += 1
-
-    async def _fetch_keys(self) -> list[Key]:
-        if self._jwks_uri is None:
-            metadata = await fetch_provider_metadata(self._http, self._issuer)
-            jwks_uri = metadata.get("jwks_uri")
-            if not isinstance(jwks_uri, str):
-                raise UpstreamUnavailable("The identity provider publishes no jwks_uri.")
-            self._jwks_uri = jwks_uri
-        document = await fetch_json(self._http, self._jwks_uri, "JWKS")
-        if not isinstance(document.get("keys"), list):
-            raise UpstreamUnavailable("The identity provider's JWKS has no keys.")
-        keys = []
-        for entry in document["keys"]:
-            # RFC 7517 §5: skip keys we cannot use; a symmetric key has no place in a public JWKS.
-            if not isinstance(entry, dict) or entry.get("kty") == "oct":
-                continue
-            try:
-                keys.append(JWKRegistry.import_key(entry))
-            except (JoseError, ValueError, TypeError):
-                logger.warning("skipping an unusable JWKS key", extra={"kid": entry.get("kid")})
-        return keys
 
 
 def _reject_id_token(claims: Mapping[str, Any]) -> None:
