@@ -26,6 +26,7 @@ from bff.oidc import PROVIDER_TIMEOUT, OpenIdProvider
 from bff.provider_tokens import ProviderTokenValidator
 from bff.proxy import ApiProxy, upstream_urls
 from bff.rate_limit import LoginRateLimiter
+from bff.realtime_relay import RealtimeRelay
 from bff.security_headers import SecurityHeadersMiddleware
 from bff.sessions import SessionStore
 from bff.settings import BffSettings
@@ -93,11 +94,20 @@ def create_app(settings: BffSettings, *, clock: Callable[[], float] = time.time)
         idle_timeout_seconds=settings.session_idle_timeout_seconds,
     )
     proxy = ApiProxy(upstream_urls(settings), access_token_for=authentication.access_token_for)
+    realtime = RealtimeRelay(
+        authentication=authentication,
+        sessions=sessions,
+        redis=redis.client,
+        namespace=settings.redis_namespace,
+        public_url=settings.public_url,
+        realtime_url=settings.realtime_url,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with realtime.lifespan(app):
+                yield
         finally:
             await proxy.aclose()
             await provider_http.aclose()
@@ -107,6 +117,7 @@ def create_app(settings: BffSettings, *, clock: Callable[[], float] = time.time)
         routes=[
             *auth_routes.routes(),
             *proxy.routes(),
+            *realtime.routes(),
             Mount("/", app=StaticFiles(directory=WEB_DIRECTORY, html=True), name="web"),
         ],
         dependencies={"redis": redis},
