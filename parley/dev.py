@@ -2,7 +2,8 @@
 
 1. Find PostgreSQL and Redis: ``DATABASE_URL`` / ``REDIS_URL`` when set (they must answer);
    else a server on the local default port; else start an embedded one under the data directory.
-2. Migrate every service's schema.
+2. Migrate every service's schema; seed the embedded provider's demo accounts and clients
+   (``parley.seed``), whose credentials the ready banner prints.
 3. Run every service as its own process under a ``Supervisor`` (see ``parley.supervisor``), and
    print the URL to open once all of them are ready.
 4. On Ctrl-C or SIGTERM stop everything this started: the services first, then the embedded
@@ -24,6 +25,7 @@ from types import FrameType
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
+from identity_service.service import InvalidDetails
 from parley.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
@@ -32,10 +34,11 @@ from parley.embedded import (
     port_is_open,
 )
 from parley.migrate import migrate_all
+from parley.seed import seed_development_data
 from parley.services import SERVICES
 from parley.storage import postgres_problem, redis_problem
 from parley.supervisor import Console, ManagedService, ServiceState, Supervisor
-from servicekit.settings import DEFAULT_PORTS
+from servicekit.settings import DEFAULT_PORTS, SettingsError
 
 DEFAULT_BASE_PORT: Final = DEFAULT_PORTS["bff"]
 DEFAULT_POSTGRES_PORT: Final = 5432
@@ -185,12 +188,29 @@ def _service_urls(ports: dict[str, int]) -> dict[str, str]:
     return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
 
-def _announce_ready(console: Console, public_url: str, stores: list[Store]) -> None:
+def _seed_demo_data(database: Store, services: list[ManagedService], console: Console) -> list[str]:
+    """Seed the embedded provider's demo people and clients; the banner's lines about them."""
+    bff = next(service for service in services if service.name == "bff")
+    embedded_provider = any(service.name == "identity_service" for service in services)
+    if not embedded_provider or bff.environment.get("PARLEY_ENV") != "development":
+        return []
+    console.say("seeding demo accounts and clients")
+    try:
+        return seed_development_data(database.url, bff.environment).banner_lines()
+    except (InvalidDetails, SettingsError) as error:
+        raise DevelopmentStackError(f"the demo data cannot be seeded: {error}") from error
+
+
+def _announce_ready(
+    console: Console, public_url: str, stores: list[Store], demo_lines: list[str]
+) -> None:
     rule = "=" * 72
     console.say(rule)
     console.say(f"Parley is ready: open {public_url}")
     for store in stores:
         console.say(f"  {store.label:<11} {display_url(store.url)} ({store.origin})")
+    for line in demo_lines:
+        console.say(line)
     console.say("  Ctrl-C stops everything.")
     console.say(rule)
 
@@ -234,9 +254,12 @@ def run_development_stack(
         console.say(f"migrating {display_url(database.url)}")
         migrate_all(database.url)
         services = plan_services(ports, database, redis_store)
+        demo_lines = _seed_demo_data(database, services, console)
         public_url = _service_urls(ports)["bff"]
         supervisor = Supervisor(
-            services, console, lambda: _announce_ready(console, public_url, [database, redis_store])
+            services,
+            console,
+            lambda: _announce_ready(console, public_url, [database, redis_store], demo_lines),
         )
         asyncio.run(_supervise(supervisor))
         if all(service.state is ServiceState.FAILED for service in services):

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from parley.services import SERVICES
+from parley.services import SERVICES, ServiceSpec
 from servicekit.settings import DEFAULT_PORTS
 from tests.support.database import StorageServers
 from tests.support.servers import free_port
@@ -77,7 +77,9 @@ REQUIRED_ENVIRONMENT: dict[str, frozenset[str]] = {
         }
     ),
 }
-SECRETS = frozenset({"SESSION_SECRET", "OIDC_CLIENT_SECRET", "SERVICE_CLIENT_SECRET"})
+SECRETS = frozenset(
+    {"SESSION_SECRET", "IDENTITY_SESSION_SECRET", "OIDC_CLIENT_SECRET", "SERVICE_CLIENT_SECRET"}
+)
 # The variable through which a service reaches another, by the compose service it must name.
 SERVICE_URLS = {
     "CONVERSATIONS_URL": "conversations_service",
@@ -292,6 +294,29 @@ def test_each_service_gets_every_variable_it_needs(service: str) -> None:
     assert not missing, f"{service} lacks {sorted(missing)}"
     assert variables["PARLEY_ENV"] == "production"
     assert ipaddress.ip_address(variables["HOST"]).is_unspecified
+
+
+def as_an_operator_would_set_it(value: str) -> str:
+    """``value`` with each required ``${NAME:?…}`` filled in as an operator plausibly would."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.endswith(("_URL", "ISSUER")):
+            return "https://chat.example.org"
+        return "operator-chosen-" + "x" * 48
+
+    return re.sub(r"\$\{(\w+):\?[^}]*\}", fill, with_defaults(value))
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=[spec.name for spec in SERVICES])
+def test_each_service_starts_in_production_with_its_compose_environment(
+    spec: ServiceSpec,
+) -> None:
+    """The services' own settings loaders are the judge of what they need: if one gains a
+    required variable that compose does not set, this fails."""
+    environ = {name: as_an_operator_would_set_it(v) for name, v in environment(spec.name).items()}
+    settings = spec.load_settings(environ)
+    assert settings.is_production
 
 
 @pytest.mark.parametrize("service", sorted(compose()["services"]))
