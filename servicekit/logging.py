@@ -160,6 +160,9 @@ def configure_logging(service_name: str, *, level: str = "INFO", log_format: str
         uvicorn_logger.propagate = True
     # The access line is written by RequestContextMiddleware, with the request id on it.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every outgoing request with its full URL at INFO: noise, and a URL can carry
+    # more than a log should. Failures reach the logs through the callers instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class RequestContextMiddleware:
