@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -170,31 +170,10 @@ def build_bff(proxy: ApiProxy) -> Starlette:
     )
 
 
-@contextlib.asynccontextmanager
-async def serve_bff(app: Starlette, *, http: str = "auto") -> AsyncIterator[str]:
-    """Serve the BFF like ``serve_in_loop``, but with the HTTP parser chosen and uvicorn's own
-    X-Forwarded-For handling off (it trusts 127.0.0.1, where every test client is)."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        http=http,
-        proxy_headers=False,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+def serve_bff(app: Starlette, *, http: str = "auto") -> AbstractAsyncContextManager[str]:
+    """Serve the BFF with the HTTP parser chosen and uvicorn's own X-Forwarded-For handling off
+    (it trusts 127.0.0.1, where every test client is)."""
+    return serve_in_loop(app, http=http, proxy_headers=False, lifespan="off")
 
 
 async def send_raw(base_url: str, target: str, host: str = "bff.example") -> tuple[int, bytes]:

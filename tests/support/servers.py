@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -16,22 +17,25 @@ from servicekit.app import WEBSOCKET_MAX_FRAME_BYTES
 __all__ = ["free_port", "serve_in_loop", "serve_in_thread"]
 
 
-def _config(app: ASGIApp, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="auto",
-        ws_max_size=WEBSOCKET_MAX_FRAME_BYTES,
-    )
+def _config(app: ASGIApp, port: int, **overrides: Any) -> uvicorn.Config:
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "log_level": "warning",
+        "lifespan": "auto",
+        "ws_max_size": WEBSOCKET_MAX_FRAME_BYTES,
+    }
+    return uvicorn.Config(app, **(options | overrides))
 
 
 @contextlib.asynccontextmanager
-async def serve_in_loop(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
-    """Serve ``app`` on the running event loop; yields its base URL."""
+async def serve_in_loop(
+    app: ASGIApp, port: int | None = None, **uvicorn_options: Any
+) -> AsyncIterator[str]:
+    """Serve ``app`` on the running event loop; yields its base URL. ``uvicorn_options``
+    override the server's configuration (``http="h11"``, ``proxy_headers=False``, …)."""
     port = port or free_port()
-    server = uvicorn.Server(_config(app, port))
+    server = uvicorn.Server(_config(app, port, **uvicorn_options))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
