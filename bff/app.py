@@ -27,12 +27,13 @@ from bff.provider_tokens import ProviderTokenValidator
 from bff.proxy import ApiProxy, upstream_urls
 from bff.rate_limit import LoginRateLimiter
 from bff.realtime_relay import RealtimeRelay
-from bff.security_headers import SecurityHeadersMiddleware
+from bff.security_headers import security_headers
 from bff.sessions import SessionStore
 from bff.settings import BffSettings
 from bff.sign_in import SignIn
 from servicekit.app import create_service_app
 from servicekit.redis_client import RedisConnection
+from servicekit.security_headers import SecurityHeadersMiddleware
 from servicekit.tokens import ProviderKeys
 
 WEB_DIRECTORY: Final = Path(__file__).resolve().parent.parent / "web"
@@ -126,8 +127,8 @@ def create_app(settings: BffSettings, *, clock: Callable[[], float] = time.time)
     # Outermost, so that even the opaque 500 of the shared skeleton carries the headers.
     app.add_middleware(
         SecurityHeadersMiddleware,
-        public_url=settings.public_url,
-        provider_issuer=settings.oidc_issuer,
+        always=security_headers(settings.public_url, settings.oidc_issuer),
+        no_store_under=("/bff/",),
     )
     # For the WebSocket relay and tests: who is signed in, and ending sessions.
     app.state.authentication = authentication

@@ -14,9 +14,6 @@ from __future__ import annotations
 from typing import Final
 from urllib.parse import urlsplit
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 HSTS_MAX_AGE_SECONDS: Final = 2 * 365 * 24 * 3600  # two years, as the HSTS preload list asks
 
 
@@ -41,34 +38,16 @@ def content_security_policy(provider_issuer: str) -> str:
     )
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, public_url: str, provider_issuer: str) -> None:
-        self.app = app
-        headers = {
-            "Content-Security-Policy": content_security_policy(provider_issuer),
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Cross-Origin-Opener-Policy": "same-origin",
-            "Cross-Origin-Resource-Policy": "same-origin",
-            "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP2
-        }
-        if urlsplit(public_url).scheme == "https":
-            headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_SECONDS}"
-        self._headers: Final = headers
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        no_store = scope["path"].startswith("/bff/")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self._headers.items():
-                    headers[name] = value
-                if no_store:
-                    headers["Cache-Control"] = "no-store"
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def security_headers(public_url: str, provider_issuer: str) -> dict[str, str]:
+    """The headers on every BFF response."""
+    headers = {
+        "Content-Security-Policy": content_security_policy(provider_issuer),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+        "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP2
+    }
+    if urlsplit(public_url).scheme == "https":
+        headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_SECONDS}"
+    return headers

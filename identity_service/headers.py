@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
+
+import servicekit.security_headers
 
 DEFAULT_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
@@ -24,21 +25,6 @@ FIXED_HEADERS: Final = {
 }
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(servicekit.security_headers.SecurityHeadersMiddleware):
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in DEFAULT_HEADERS.items():
-                    headers.setdefault(name, value)
-                headers.update(FIXED_HEADERS)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        super().__init__(app, always=FIXED_HEADERS, unless_set=DEFAULT_HEADERS)
