@@ -15,7 +15,6 @@ authorization request's parameters, kept while the sign-in page is shown.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import uuid
@@ -24,6 +23,7 @@ from typing import Final
 
 import redis.asyncio as redis
 
+from identity_service.refresh_tokens import token_digest
 from identity_service.sessions import PASSWORD_AMR
 
 CODE_LIFETIME_SECONDS: Final = 60  # RFC 6749 §4.1.2 recommends at most 10 minutes
@@ -73,10 +73,6 @@ def new_family_id() -> str:
     return str(uuid.uuid4())
 
 
-def _digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
-
-
 class AuthorizationCodes:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self._redis = client
@@ -84,14 +80,14 @@ class AuthorizationCodes:
 
     async def save_code(self, code: str, details: AuthorizationCode) -> None:
         await self._redis.set(
-            self._prefix + "code:" + _digest(code),
+            self._prefix + "code:" + token_digest(code),
             json.dumps(asdict(details)),
             ex=CODE_LIFETIME_SECONDS,
         )
 
     async def use_code(self, code: str) -> AuthorizationCode | None:
         """The code's details, removing it; None when it is unknown, expired or already used."""
-        digest = _digest(code)
+        digest = token_digest(code)
         stored = await self._redis.getdel(self._prefix + "code:" + digest)
         if stored is None:
             return None
@@ -103,7 +99,7 @@ class AuthorizationCodes:
 
     async def family_of_used_code(self, code: str) -> str | None:
         """The refresh-token family an already-used ``code`` produced, if it was used lately."""
-        family = await self._redis.get(self._prefix + "used-code:" + _digest(code))
+        family = await self._redis.get(self._prefix + "used-code:" + token_digest(code))
         if family is None:
             return None
         return family.decode() if isinstance(family, bytes) else str(family)

@@ -45,10 +45,15 @@ def normalise_phone(text: str, default_region: str = "") -> str:
 
 @dataclass(frozen=True)
 class LoginIdentifier:
-    """What a person typed into the sign-in form, normalised."""
+    """An email address or mobile number, normalised, as a person signs in with it."""
 
     kind: Literal["email", "phone"]
     value: str
+
+    @property
+    def throttle_key(self) -> str:
+        """What throttles count attempts under (see identity_service.throttle)."""
+        return f"{self.kind}:{self.value}"
 
 
 def parse_login_identifier(text: str, default_region: str = "") -> LoginIdentifier:

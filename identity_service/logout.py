@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from identity_service.clock import utc_now
 from identity_service.oauth_server import provider_request, request_parameters, run_oauth
-from identity_service.rendering import error_page, render
+from identity_service.rendering import error_page, render, render_form
 from identity_service.service import end_sessions
 from identity_service.state import current_user, identity_state
 
@@ -72,16 +72,7 @@ def _session_id(value: object) -> uuid.UUID | None:
 
 
 def sign_out_form(request: Request, *, status: int = 200, error: str | None = None) -> Response:
-    cookies = identity_state(request).cookies
-    browser_token = cookies.browser_token(request)
-    response = render(
-        request,
-        "sign_out.html",
-        {"csrf_token": cookies.csrf_token(browser_token, "sign-out"), "error": error},
-        status=status,
-    )
-    cookies.remember_browser(response, browser_token)
-    return response
+    return render_form(request, "sign_out.html", "sign-out", {"error": error}, status=status)
 
 
 def signed_out_page(request: Request) -> Response:

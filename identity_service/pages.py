@@ -10,7 +10,8 @@ An authorization request goes:
 
 While the person signs in, the request waits in Redis (``PendingAuthorizations``) under an id the
 page carries; every form has a CSRF token bound to this browser and to what the form completes.
-The pages need no JavaScript, and their CSP allows none.
+The sign-in page links to registration and password reset with that id, and those pages lead
+back to it (``sign_in_link``). The pages need no JavaScript, and their CSP allows none.
 """
 
 from __future__ import annotations
@@ -33,8 +34,16 @@ from identity_service.oauth_server import (
     request_parameters,
     run_oauth,
 )
-from identity_service.rendering import error_page, origin_of, render
-from identity_service.service import SignInRefused, SignInThrottled
+from identity_service.rendering import (
+    FormField,
+    Link,
+    client_address,
+    describe_wait,
+    error_page,
+    origin_of,
+    render_form,
+)
+from identity_service.service import SignInRefused, Throttled
 from identity_service.sessions import SignedInUser
 from identity_service.state import current_user, identity_state
 
@@ -141,43 +150,50 @@ def sign_in_form(
     field_errors: Mapping[str, str] | None = None,
     identifier: str = "",
 ) -> Response:
-    cookies = identity_state(request).cookies
-    browser_token = cookies.browser_token(request)
     values = dict(parameters)
     field_errors = field_errors or {}
     fields = [
-        {
-            "name": "identifier",
-            "label": "Email address or mobile number",
-            "type": "text",
-            "autocomplete": "username",
-            "value": identifier,
-            "error": field_errors.get("identifier"),
-        },
-        {
-            "name": "password",
-            "label": "Password",
-            "type": "password",
-            "autocomplete": "current-password",
-            "value": "",
-            "error": field_errors.get("password"),
-        },
+        FormField(
+            "identifier",
+            "Email address or mobile number",
+            autocomplete="username",
+            value=identifier,
+            error=field_errors.get("identifier"),
+        ),
+        FormField(
+            "password",
+            "Password",
+            type="password",
+            autocomplete="current-password",
+            error=field_errors.get("password"),
+        ),
     ]
-    response = render(
+    query = "?" + urlencode({"request": pending_id})
+    return render_form(
         request,
         "sign_in.html",
+        "sign-in:" + pending_id,
         {
             "client_id": values.get("client_id", ""),
             "pending_id": pending_id,
-            "csrf_token": cookies.csrf_token(browser_token, "sign-in:" + pending_id),
             "error": error,
             "fields": fields,
+            "links": [
+                Link("/reset" + query, "Forgot your password?"),
+                Link("/register" + query, "New to Parley? Create an account"),
+            ],
         },
         status=status,
         form_targets=origin_of(values.get("redirect_uri")),
     )
-    cookies.remember_browser(response, browser_token)
-    return response
+
+
+async def sign_in_link(request: Request, pending_id: str) -> Link | None:
+    """Back to the sign-in page of a waiting authorization request (from registration or
+    password reset, which the sign-in page links to), if it still waits."""
+    if not pending_id or await identity_state(request).provider.pending.get(pending_id) is None:
+        return None
+    return Link("/login?" + urlencode({"request": pending_id}), "Continue to sign in")
 
 
 async def sign_in_page(request: Request) -> Response:
@@ -223,17 +239,16 @@ async def submit_sign_in(request: Request) -> Response:
             field_errors=field_errors,
             identifier=identifier,
         )
-    address = request.client.host if request.client else "unknown"
     try:
-        user = await state.sign_in.sign_in(identifier, password, address, utc_now())
-    except SignInThrottled as throttled:
+        user = await state.sign_in.sign_in(identifier, password, client_address(request), utc_now())
+    except Throttled as throttled:
         wait = throttled.retry_after_seconds
         response = sign_in_form(
             request,
             pending_id,
             parameters,
             status=429,
-            error=f"Too many sign-in attempts. Try again in {_duration(wait)}.",
+            error=f"Too many sign-in attempts. Try again in {describe_wait(wait)}.",
             identifier=identifier,
         )
         response.headers["Retry-After"] = str(wait)
@@ -255,12 +270,6 @@ async def submit_sign_in(request: Request) -> Response:
     return response
 
 
-def _duration(seconds: int) -> str:
-    if seconds < 120:
-        return f"{seconds} seconds"
-    return f"{-(-seconds // 60)} minutes"
-
-
 async def consent_page(request: Request) -> Response:
     state = identity_state(request)
     pending_id = request.query_params.get("request", "")
@@ -271,24 +280,21 @@ async def consent_page(request: Request) -> Response:
     if user is None:
         return RedirectResponse("/login?" + urlencode({"request": pending_id}), status_code=303)
     values = dict(parameters)
-    browser_token = state.cookies.browser_token(request)
     scopes = values.get("scope", "").split()
-    response = render(
+    return render_form(
         request,
         "consent.html",
+        "consent:" + pending_id,
         {
             "client_id": values.get("client_id", ""),
             "display_name": user.account.display_name,
             "pending_id": pending_id,
-            "csrf_token": state.cookies.csrf_token(browser_token, "consent:" + pending_id),
             "scope_descriptions": [
                 SCOPE_DESCRIPTIONS.get(scope, f"use the “{scope}” permission") for scope in scopes
             ],
         },
         form_targets=origin_of(values.get("redirect_uri")),
     )
-    state.cookies.remember_browser(response, browser_token)
-    return response
 
 
 async def submit_consent(request: Request) -> Response:

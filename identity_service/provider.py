@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
+from identity_service.account_tokens import AccountTokenStore
 from identity_service.clients import ClientStore
 from identity_service.codes import AuthorizationCodes, PendingAuthorizations
 from identity_service.keys import SigningKeys
@@ -21,6 +22,7 @@ from servicekit.db import Database
 class Provider:
     settings: IdentitySettings
     accounts: AccountStore
+    account_tokens: AccountTokenStore
     clients: ClientStore
     sessions: LoginSessionStore
     refresh_tokens: RefreshTokenStore
@@ -39,6 +41,7 @@ def build_provider(settings: IdentitySettings, database: Database, client: redis
     return Provider(
         settings=settings,
         accounts=AccountStore(database),
+        account_tokens=AccountTokenStore(database),
         clients=ClientStore(database),
         sessions=LoginSessionStore(database),
         refresh_tokens=RefreshTokenStore(database),

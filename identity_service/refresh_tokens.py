@@ -33,7 +33,9 @@ def generate_refresh_token() -> str:
     return secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
 
 
-def hash_refresh_token(token: str) -> str:
+def token_digest(token: str) -> str:
+    """How a random token is stored: SHA-256 suffices, as a token of 256 random bits cannot be
+    found by guessing; the digest only keeps a copy of the database from holding usable tokens."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -104,7 +106,7 @@ class RefreshTokenStore:
             )
             .join(login_sessions, login_sessions.c.id == refresh_tokens.c.session_id)
             .join(accounts, accounts.c.id == refresh_tokens.c.account_id)
-            .where(refresh_tokens.c.token_hash == hash_refresh_token(token))
+            .where(refresh_tokens.c.token_hash == token_digest(token))
         )
 
         async def work(connection: AsyncConnection) -> RefreshToken | None:
@@ -191,7 +193,7 @@ def _new_row(
 ) -> dict[str, object]:
     return {
         "id": uuid6.uuid7(),
-        "token_hash": hash_refresh_token(token),
+        "token_hash": token_digest(token),
         "family_id": family_id,
         "parent_id": parent_id,
         "account_id": user.account.id,

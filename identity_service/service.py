@@ -31,9 +31,9 @@ from identity_service.passwords import (
 )
 from identity_service.sessions import EndedSession, LoginSessionStore, SignedInUser
 from identity_service.store import Account, AccountStore, NewAccount
-from identity_service.throttle import LoginThrottle
+from identity_service.throttle import Throttle
 
-MAX_DISPLAY_NAME_LENGTH: Final = 100
+MAX_DISPLAY_NAME_LENGTH: Final = 80  # a name shown beside every message must stay short
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,64}")  # RFC 6749 §3.3
 _LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -50,14 +50,19 @@ class SignInRefused(Exception):
     """The identifier and password do not match an enabled account (deliberately vague)."""
 
 
-class SignInThrottled(Exception):
+class Throttled(Exception):
+    """Too many attempts of some kind: wait ``retry_after_seconds`` before the next."""
+
     def __init__(self, retry_after_seconds: int) -> None:
         self.retry_after_seconds = retry_after_seconds
         super().__init__(f"retry after {retry_after_seconds} s")
 
 
 def clean_display_name(text: str) -> str:
-    """``text`` as a display name: trimmed, NFC, printable, 1–100 characters."""
+    """``text`` as a display name: trimmed, NFC, printable, 1–80 characters.
+
+    Control and format characters are refused: zero-width and bidirectional controls let a name
+    pass for another or reorder the text shown around it."""
     name = unicodedata.normalize("NFC", " ".join(text.split()))
     if not name:
         raise ValueError("Enter a name.")
@@ -69,9 +74,15 @@ def clean_display_name(text: str) -> str:
 
 
 def account_details(
-    *, email: str | None, phone: str | None, display_name: str, default_region: str = ""
+    *,
+    email: str | None,
+    phone: str | None,
+    display_name: str,
+    password: str | None = None,
+    default_region: str = "",
 ) -> tuple[str | None, str | None, str]:
-    """Normalised (email, phone, display name), or ``InvalidDetails``."""
+    """Normalised (email, phone, display name), or ``InvalidDetails`` naming every field that
+    is wrong; with ``password``, the password policy is checked too."""
     errors: dict[str, str] = {}
     normalised_email = normalised_phone = None
     try:
@@ -84,10 +95,17 @@ def account_details(
         errors["phone"] = str(error)
     if not email and not phone:
         errors["email"] = "Give an email address or a mobile number."
+    name = ""
     try:
         name = clean_display_name(display_name)
     except ValueError as error:
         errors["display_name"] = str(error)
+    if password is not None:
+        try:
+            personal = (email, normalised_email, phone, normalised_phone, name)
+            check_password_policy(password, [word for word in personal if word])
+        except PasswordRejected as error:
+            errors["password"] = str(error)
     if errors:
         raise InvalidDetails(errors)
     return normalised_email, normalised_phone, name
@@ -107,12 +125,12 @@ async def create_account(
 ) -> Account:
     """A new account; ``InvalidDetails`` or ``DuplicateAccount`` when it cannot be made."""
     email, phone, name = account_details(
-        email=email, phone=phone, display_name=display_name, default_region=default_region
+        email=email,
+        phone=phone,
+        display_name=display_name,
+        password=password,
+        default_region=default_region,
     )
-    try:
-        check_password_policy(password, [email or "", phone or "", name])
-    except PasswordRejected as error:
-        raise InvalidDetails({"password": str(error)}) from error
     new = NewAccount(
         email=email,
         phone=phone,
@@ -178,7 +196,7 @@ class SignIn:
         accounts: AccountStore,
         sessions: LoginSessionStore,
         passwords: Passwords,
-        throttle: LoginThrottle,
+        throttle: Throttle,
         *,
         session_lifetime_seconds: int,
         default_region: str,
@@ -193,15 +211,16 @@ class SignIn:
     async def sign_in(
         self, identifier_text: str, password: str, address: str, now: datetime
     ) -> SignedInUser:
-        """A new session for the account, or ``SignInThrottled`` / ``SignInRefused``."""
+        """A new session for the account, or ``Throttled`` / ``SignInRefused``."""
         try:
             identifier = parse_login_identifier(identifier_text, self._default_region)
-            account_key: str | None = f"{identifier.kind}:{identifier.value}"
+            account_key: str | None = identifier.throttle_key
         except InvalidIdentifier:
             identifier, account_key = None, None
-        wait = await self._throttle.seconds_to_wait(account_key, address)
+        keys = [account_key] if account_key is not None else []
+        wait = await self._throttle.seconds_to_wait(keys, address)
         if wait is not None:
-            raise SignInThrottled(wait)
+            raise Throttled(wait)
         account = None if identifier is None else await self._accounts.find_account(identifier)
         if account is not None and account.disabled_at is not None:
             account = None
@@ -210,9 +229,9 @@ class SignIn:
             None if account is None else account.password_hash, password
         )
         if account is None or not matches or account_key is None:
-            await self._throttle.record_failure(account_key, address)
+            await self._throttle.record_attempt(keys, address)
             raise SignInRefused
-        await self._throttle.record_success(account_key)
+        await self._throttle.forget_identifier(account_key)
         return await self._sessions.create_session(account, now, now + self._lifetime)
 
 

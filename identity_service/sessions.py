@@ -118,37 +118,54 @@ class LoginSessionStore:
 
     async def end_session(self, session_id: uuid.UUID, now: datetime) -> EndedSession | None:
         """End the session and revoke its refresh tokens; None when it had already ended."""
+        return await self._database.transaction(
+            lambda connection: end_session_on(connection, session_id, now)
+        )
 
-        async def work(connection: AsyncConnection) -> EndedSession | None:
-            ended = (
-                await connection.execute(
-                    update(login_sessions)
-                    .where(login_sessions.c.id == session_id, login_sessions.c.ended_at.is_(None))
-                    .values(ended_at=now)
-                    .returning(login_sessions.c.account_id)
-                )
-            ).first()
-            if ended is None:
-                return None
-            await connection.execute(
-                update(refresh_tokens)
-                .where(refresh_tokens.c.session_id == session_id)
-                .values(revoked_at=func.coalesce(refresh_tokens.c.revoked_at, now))
-            )
-            rows = await connection.execute(
-                select(*clients.c)
-                .join(
-                    login_session_clients,
-                    login_session_clients.c.client_id == clients.c.client_id,
-                )
-                .where(
-                    login_session_clients.c.session_id == session_id,
-                    clients.c.backchannel_logout_uri.is_not(None),
-                    clients.c.disabled_at.is_(None),
-                )
-            )
-            return EndedSession(
-                session_id, ended.account_id, tuple(client_from_row(row) for row in rows)
-            )
 
-        return await self._database.transaction(work)
+async def end_session_on(
+    connection: AsyncConnection, session_id: uuid.UUID, now: datetime
+) -> EndedSession | None:
+    """``LoginSessionStore.end_session`` inside the caller's transaction."""
+    ended = (
+        await connection.execute(
+            update(login_sessions)
+            .where(login_sessions.c.id == session_id, login_sessions.c.ended_at.is_(None))
+            .values(ended_at=now)
+            .returning(login_sessions.c.account_id)
+        )
+    ).first()
+    if ended is None:
+        return None
+    await connection.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.session_id == session_id)
+        .values(revoked_at=func.coalesce(refresh_tokens.c.revoked_at, now))
+    )
+    rows = await connection.execute(
+        select(*clients.c)
+        .join(login_session_clients, login_session_clients.c.client_id == clients.c.client_id)
+        .where(
+            login_session_clients.c.session_id == session_id,
+            clients.c.backchannel_logout_uri.is_not(None),
+            clients.c.disabled_at.is_(None),
+        )
+    )
+    return EndedSession(session_id, ended.account_id, tuple(client_from_row(row) for row in rows))
+
+
+async def end_account_sessions_on(
+    connection: AsyncConnection, account_id: uuid.UUID, now: datetime
+) -> list[EndedSession]:
+    """End every live session of the account (revoking every usable refresh token it has), in
+    the caller's transaction; the sessions ended, for back-channel logout."""
+    live = await connection.execute(
+        select(login_sessions.c.id).where(
+            login_sessions.c.account_id == account_id,
+            login_sessions.c.ended_at.is_(None),
+            login_sessions.c.expires_at > now,
+        )
+    )
+    session_ids = list(live.scalars())
+    ended = [await end_session_on(connection, session_id, now) for session_id in session_ids]
+    return [session for session in ended if session is not None]

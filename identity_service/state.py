@@ -11,7 +11,10 @@ from identity_service.backchannel import BackchannelLogout
 from identity_service.browser import BrowserCookies
 from identity_service.clock import utc_now
 from identity_service.endpoints import ProviderServer
+from identity_service.mail import Mailer
+from identity_service.password_reset import PasswordReset
 from identity_service.provider import Provider
+from identity_service.registration import Registration
 from identity_service.service import SignIn
 from identity_service.sessions import SignedInUser
 from servicekit.tokens import AccessTokenVerifier
@@ -22,6 +25,9 @@ class IdentityState:
     provider: Provider
     server: ProviderServer
     sign_in: SignIn
+    registration: Registration
+    password_reset: PasswordReset
+    mailer: Mailer
     backchannel: BackchannelLogout
     cookies: BrowserCookies
     templates: Jinja2Templates

@@ -69,31 +69,9 @@ class AccountStore:
 
     async def create_account(self, new: NewAccount, now: datetime) -> Account:
         """The created account; ``DuplicateAccount`` when its email or phone is taken."""
-        account_id = uuid6.uuid7()
-
-        async def work(connection: AsyncConnection) -> Account:
-            row = (
-                await connection.execute(
-                    insert(accounts)
-                    .values(
-                        id=account_id,
-                        email=new.email,
-                        phone=new.phone,
-                        display_name=new.display_name,
-                        password_hash=new.password_hash,
-                        email_verified_at=now if new.email and new.email_verified else None,
-                        phone_verified_at=now if new.phone and new.phone_verified else None,
-                        created_at=now,
-                    )
-                    .returning(*accounts.c)
-                )
-            ).one()
-            return account_from_values(row._mapping)
-
-        try:
-            return await self._database.transaction(work)
-        except IntegrityError as error:
-            raise DuplicateAccount from error
+        return await self._database.transaction(
+            lambda connection: insert_account(connection, new, now)
+        )
 
     async def get_account(self, account_id: uuid.UUID) -> Account | None:
         """The account with ``account_id``, disabled or not."""
@@ -158,6 +136,30 @@ class AccountStore:
             ]
 
         return await self._database.transaction(work)
+
+
+async def insert_account(connection: AsyncConnection, new: NewAccount, now: datetime) -> Account:
+    """Insert ``new`` in the caller's transaction; ``DuplicateAccount`` when its email or phone
+    is taken (the transaction is then aborted)."""
+    statement = (
+        insert(accounts)
+        .values(
+            id=uuid6.uuid7(),
+            email=new.email,
+            phone=new.phone,
+            display_name=new.display_name,
+            password_hash=new.password_hash,
+            email_verified_at=now if new.email and new.email_verified else None,
+            phone_verified_at=now if new.phone and new.phone_verified else None,
+            created_at=now,
+        )
+        .returning(*accounts.c)
+    )
+    try:
+        row = (await connection.execute(statement)).one()
+    except IntegrityError as error:
+        raise DuplicateAccount from error
+    return account_from_values(row._mapping)
 
 
 async def _one_account(

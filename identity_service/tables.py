@@ -1,7 +1,8 @@
 """identity_service's tables, all in the ``identity`` schema (created by its migrations).
 
-Secrets are never stored as given: passwords as argon2id hashes, client secrets and refresh
-tokens as SHA-256 digests (both are long random strings, so a fast hash is enough).
+Secrets are never stored as given: passwords as argon2id hashes, client secrets, refresh tokens
+and the tokens of mailed links as SHA-256 digests (all long random strings, so a fast hash is
+enough).
 Authorization codes and half-finished sign-ins live in Redis, not here (see ``codes.py``).
 """
 
@@ -106,4 +107,21 @@ refresh_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+)
+
+# The tokens of links mailed to people: "verify_email" (lives 24 hours) proves control of the
+# address it was sent to; "reset_password" (1 hour) lets its holder choose a new password. Each
+# works once: using it sets used_at in the same transaction as what it does.
+account_tokens = Table(
+    "account_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("token_hash", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    # The address the link was sent to: only that address counts as verified by it.
+    Column("email", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
 )

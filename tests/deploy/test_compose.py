@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Every variable each service needs in production (PARLEY_ENV=production is checked separately).
 REQUIRED_ENVIRONMENT: dict[str, frozenset[str]] = {
     "identity_service": frozenset(
-        {"DATABASE_URL", "REDIS_URL", "OIDC_ISSUER", "API_AUDIENCE", "PUBLIC_URL"}
+        {"DATABASE_URL", "REDIS_URL", "OIDC_ISSUER", "API_AUDIENCE", "PUBLIC_URL", "SMTP_URL"}
     ),
     "conversations_service": frozenset(
         {"DATABASE_URL", "REDIS_URL", "OIDC_ISSUER", "API_AUDIENCE"}
@@ -77,8 +77,15 @@ REQUIRED_ENVIRONMENT: dict[str, frozenset[str]] = {
         }
     ),
 }
+# SMTP_URL carries the mail server's credentials.
 SECRETS = frozenset(
-    {"SESSION_SECRET", "IDENTITY_SESSION_SECRET", "OIDC_CLIENT_SECRET", "SERVICE_CLIENT_SECRET"}
+    {
+        "SESSION_SECRET",
+        "IDENTITY_SESSION_SECRET",
+        "OIDC_CLIENT_SECRET",
+        "SERVICE_CLIENT_SECRET",
+        "SMTP_URL",
+    }
 )
 # The variable through which a service reaches another, by the compose service it must name.
 SERVICE_URLS = {
@@ -301,6 +308,8 @@ def as_an_operator_would_set_it(value: str) -> str:
 
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name == "SMTP_URL":
+            return "smtp+starttls://parley:operator-chosen@mail.example.org:587"
         if name.endswith(("_URL", "ISSUER")):
             return "https://chat.example.org"
         return "operator-chosen-" + "x" * 48

@@ -1,9 +1,10 @@
-"""identity_service served over real HTTP, on the run's PostgreSQL (both modes) and Redis."""
+"""identity_service served over real HTTP, on the run's PostgreSQL (both modes) and Redis, with
+a real SMTP server to mail to and a real back-channel logout receiver."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
@@ -12,7 +13,12 @@ import pytest
 from identity_service.app import create_app
 from identity_service.settings import load_settings
 from servicekit.db import Database
-from tests.identity_service.support import IdentityFactory, IdentityServer
+from tests.identity_service.support import (
+    IdentityFactory,
+    IdentityServer,
+    LogoutReceiver,
+    Mailbox,
+)
 from tests.support.servers import free_port, serve_in_loop
 
 ServerStarter = Callable[..., AbstractAsyncContextManager[IdentityServer]]
@@ -67,3 +73,31 @@ def factory(database: Database) -> IdentityFactory:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[Mailbox]:
+    with Mailbox() as mailbox:
+        yield mailbox
+
+
+@pytest.fixture(scope="module")
+async def mail_identity(
+    start_identity_server: ServerStarter, mailbox: Mailbox
+) -> AsyncIterator[IdentityServer]:
+    """The provider mailing through ``mailbox``. Every request comes from one address here, so
+    the per-address limits are raised out of the way (tests of them start their own server)."""
+    async with start_identity_server(
+        SMTP_URL=mailbox.url,
+        REGISTRATION_LIMITS_PER_ADDRESS="1000 per minute",
+        RESET_LIMITS_PER_ADDRESS="1000 per minute",
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[LogoutReceiver, str]]:
+    """A back-channel logout receiver and its URI."""
+    receiver = LogoutReceiver()
+    async with serve_in_loop(receiver.app) as url:
+        yield receiver, f"{url}/backchannel"

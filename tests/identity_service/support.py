@@ -1,35 +1,56 @@
-"""Test helpers for identity_service: factories, a cookie-keeping browser, and the OAuth steps.
+"""Test helpers for identity_service: factories, a cookie-keeping browser, the OAuth steps, a
+real SMTP server and a back-channel logout receiver.
 
 browser = Browser(identity.url)
 callback = await browser.sign_in(client, account)          # /authorize → form → code
 tokens = await exchange_code(http, identity, client, callback)
+message = await mailbox.wait_for(address, "Verify")         # what the provider mailed
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import email
+import email.policy
 import hashlib
 import json
+import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
+from email.message import EmailMessage
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx
+from aiosmtpd.controller import Controller
 from joserfc import jws
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from identity_service.clients import WEB_CLIENT_SCOPES, ClientKind, ClientStore, NewClient
 from identity_service.clock import utc_now
+from identity_service.identifiers import LoginIdentifier
 from identity_service.passwords import Passwords
 from identity_service.service import create_account
 from identity_service.settings import IdentitySettings
 from identity_service.store import Account, AccountStore
+from identity_service.tables import account_tokens
 from servicekit.db import Database
+from tests.support.servers import free_port
 
 DEFAULT_PASSWORD = "correct horse battery"
 CALLBACK_HOST = "http://127.0.0.1:9"  # nothing listens: the browser never follows the redirect
+# Seconds to wait for a message the provider sends after its response (a background task).
+MAIL_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,7 @@ class IdentityFactory:
     """Accounts and clients made directly in the database, each with unique identifiers."""
 
     def __init__(self, database: Database) -> None:
+        self._database = database
         self._accounts = AccountStore(database)
         self._clients = ClientStore(database)
         self._passwords = Passwords("fast")
@@ -90,6 +112,7 @@ class IdentityFactory:
         email: str | None = None,
         phone: str | None = None,
         password: str = DEFAULT_PASSWORD,
+        verified: bool = True,
     ) -> Person:
         if email is None and phone is None:
             email = unique("ada") + "@example.com"
@@ -100,10 +123,32 @@ class IdentityFactory:
             phone=phone,
             display_name=name,
             password=password,
-            verified=True,
+            verified=verified,
             now=utc_now(),
         )
         return Person(identifier=email or phone or "", password=password, account=account)
+
+    async def stored_account(
+        self, *, email: str | None = None, phone: str | None = None
+    ) -> Account | None:
+        """The account stored with this normalised email address or mobile number."""
+        if email is not None:
+            return await self._accounts.find_account(LoginIdentifier("email", email))
+        assert phone is not None
+        return await self._accounts.find_account(LoginIdentifier("phone", phone))
+
+    async def expire_mailed_links(self, account_id: uuid.UUID) -> None:
+        """Make every link mailed to the account a second past its expiry."""
+        statement = (
+            update(account_tokens)
+            .where(account_tokens.c.account_id == account_id)
+            .values(expires_at=utc_now() - timedelta(seconds=1))
+        )
+
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
+
+        await self._database.transaction(work)
 
     async def web_client(
         self,
@@ -249,6 +294,15 @@ class Browser:
             "/login", data={**form, "identifier": identifier, "password": password}
         )
 
+    async def open_form(self, path: str, **params: str) -> dict[str, str]:
+        """GET a page with a form; the form's inputs."""
+        page = await self.http.get(path, params=params or None)
+        assert page.status_code == 200, page.text
+        return form_inputs(page.text)
+
+    async def submit_form(self, path: str, form: dict[str, str], **fields: str) -> httpx.Response:
+        return await self.http.post(path, data={**form, **fields})
+
     async def sign_in(
         self, client: RegisteredClient, account: Login, **overrides: str | None
     ) -> Callback:
@@ -316,3 +370,89 @@ def claims_of(token: str) -> dict[str, Any]:
     """A JWT's claims, unverified (tests verify signatures separately)."""
     claims: dict[str, Any] = json.loads(jws.extract_compact(token.encode()).payload)
     return claims
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd, serving from a thread of its own) that keeps every message
+    it is sent. Keyword arguments go to aiosmtpd's SMTP (authentication, say)."""
+
+    def __init__(self, **smtp_options: Any) -> None:
+        self.messages: list[EmailMessage] = []
+        self.port = free_port()
+        self._controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True, **smtp_options
+        )
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Mailbox:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._controller.stop()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def sent_to(self, address: str) -> list[EmailMessage]:
+        return [message for message in self.messages if message["To"] == address]
+
+    async def wait_for(self, address: str, subject: str) -> EmailMessage:
+        """The first message to ``address`` whose subject contains ``subject``."""
+        deadline = time.monotonic() + MAIL_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            for message in self.sent_to(address):
+                if subject in message["Subject"]:
+                    return message
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no message {subject!r} to {address}: {self.messages}")
+
+
+def link_in(message: EmailMessage, path: str) -> str:
+    """The link to ``path`` (with its token) in a mailed message."""
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    found = re.search(r"https?://\S*?" + re.escape(path) + r"\?token=[A-Za-z0-9_-]+", text)
+    assert found, text
+    return found.group(0)
+
+
+def token_of(link: str) -> str:
+    return query_of(link)["token"]
+
+
+def new_email() -> str:
+    return unique("person") + "@example.com"
+
+
+def new_mobile_number() -> str:
+    """A valid French mobile number, unique enough for a test run: +33 6 1x xx xx xx."""
+    return f"+3361{secrets.randbelow(10**7):07d}"
+
+
+class LogoutReceiver:
+    """A relying party's back-channel logout endpoint that records what it receives."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.failures_to_give = 0  # answer 503 this many times first
+        self.attempts = 0
+        self.received = asyncio.Event()
+        self.app = Starlette(routes=[Route("/backchannel", self.receive, methods=["POST"])])
+
+    async def receive(self, request: Request) -> Response:
+        self.attempts += 1
+        if self.failures_to_give:
+            self.failures_to_give -= 1
+            return Response(status_code=503)
+        form = dict(parse_qsl((await request.body()).decode()))
+        self.tokens.append(form["logout_token"])
+        self.received.set()
+        return Response(status_code=200, headers={"Cache-Control": "no-store"})

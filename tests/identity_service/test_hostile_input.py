@@ -28,6 +28,13 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/login", {"data": {"request": NUL, "identifier": ODD_TEXT, "password": NUL}}),
     ("GET", "/consent", {"params": {"request": "x" * 500}}),
     ("POST", "/consent", {"data": {"request": NUL, "decision": "allow"}}),
+    ("POST", "/register", {"data": {"request": NUL, "csrf_token": NUL, "email": ODD_TEXT}}),
+    ("POST", "/register", {"json": {"email": "a@example.com"}}),
+    ("GET", "/verify", {"params": {"token": ODD_TEXT}}),
+    ("GET", "/verify", {"params": {"token": "x" * 10_000}}),
+    ("POST", "/reset", {"data": {"identifier": ODD_TEXT, "csrf_token": ODD_TEXT}}),
+    ("GET", "/reset/confirm", {"params": {"token": NUL}}),
+    ("POST", "/reset/confirm", {"data": {"token": ODD_TEXT, "password": NUL}}),
     (
         "POST",
         "/token",

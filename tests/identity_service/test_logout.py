@@ -4,58 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from tests.identity_service.support import (
     Browser,
     IdentityFactory,
     IdentityServer,
+    LogoutReceiver,
     claims_of,
     exchange_code,
     form_inputs,
     refresh,
 )
-from tests.support.servers import serve_in_loop
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 DELIVERY_WAIT_SECONDS = 10.0
-
-
-class LogoutReceiver:
-    """A relying party's back-channel logout endpoint that records what it receives."""
-
-    def __init__(self) -> None:
-        self.tokens: list[str] = []
-        self.failures_to_give = 0  # answer 503 this many times first
-        self.attempts = 0
-        self.received = asyncio.Event()
-        self.app = Starlette(routes=[Route("/backchannel", self.receive, methods=["POST"])])
-
-    async def receive(self, request: Request) -> Response:
-        self.attempts += 1
-        if self.failures_to_give:
-            self.failures_to_give -= 1
-            return Response(status_code=503)
-        form = dict(parse_qsl((await request.body()).decode()))
-        self.tokens.append(form["logout_token"])
-        self.received.set()
-        return Response(status_code=200, headers={"Cache-Control": "no-store"})
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[LogoutReceiver, str]]:
-    receiver = LogoutReceiver()
-    async with serve_in_loop(receiver.app) as url:
-        yield receiver, f"{url}/backchannel"
 
 
 @pytest.fixture

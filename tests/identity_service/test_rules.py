@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from identity_service.identifiers import InvalidIdentifier, parse_login_identifier
-from identity_service.passwords import PasswordRejected, check_password_policy
+from identity_service.passwords import (
+    PasswordRejected,
+    check_password_policy,
+    normalise_password,
+)
 from identity_service.service import InvalidDetails, account_details, is_acceptable_client_uri
 from identity_service.settings import load_settings
 from servicekit.settings import SettingsError
@@ -19,15 +23,27 @@ PRODUCTION = {
 }
 
 
-def test_production_needs_a_session_secret_and_real_password_hashing() -> None:
+def test_production_needs_a_session_secret_a_mail_server_and_real_password_hashing() -> None:
     with pytest.raises(SettingsError) as refused:
         load_settings({**PRODUCTION, "PASSWORD_HASH_PROFILE": "fast"})
 
     assert "IDENTITY_SESSION_SECRET: is required" in str(refused.value)
+    assert "SMTP_URL: is required" in str(refused.value)
     assert "PASSWORD_HASH_PROFILE: must be 'standard' in production" in str(refused.value)
-    settings = load_settings({**PRODUCTION, "IDENTITY_SESSION_SECRET": "s" * 32})
+    settings = load_settings(
+        {
+            **PRODUCTION,
+            "IDENTITY_SESSION_SECRET": "s" * 32,
+            "SMTP_URL": "smtp+starttls://parley:secret@mail.example.org:587",
+        }
+    )
     assert settings.password_hash_profile == "standard"
     assert settings.access_token_lifetime_seconds == 300
+    assert settings.mail_from is None  # derived from the issuer: no-reply@id.example.org
+
+
+def test_development_without_a_mail_server_logs_mail() -> None:
+    assert load_settings({}).smtp_url is None
 
 
 @pytest.mark.parametrize(
@@ -37,6 +53,9 @@ def test_production_needs_a_session_secret_and_real_password_hashing() -> None:
         ("DEFAULT_PHONE_REGION", "XX"),
         ("IDENTITY_SESSION_SECRET", "too short"),
         ("ACCESS_TOKEN_LIFETIME_SECONDS", "86400"),
+        ("REGISTRATION_LIMITS_PER_ADDRESS", "lots"),
+        ("SMTP_URL", "https://mail.example.org"),
+        ("MAIL_FROM", "nobody"),
     ],
 )
 def test_bad_settings_are_named(variable: str, value: str) -> None:
@@ -54,11 +73,25 @@ def test_identifiers_are_normalised_for_sign_in() -> None:
 
 def test_password_policy_wants_length_and_refuses_the_obvious() -> None:
     check_password_policy("a perfectly fine passphrase")
-    for weak in ("short", "aaaaaaaaaaaaaaa", "password123", "x" * 257):
+    check_password_policy("мой пароль — длинный")  # any script is welcome
+    weak = ("short", "aaaaaaaaaaaaaaa", "Password2024!", "QWERTYUIOP", "x" * 129, "ten chars\x00")
+    for password in weak:
         with pytest.raises(PasswordRejected):
-            check_password_policy(weak)
+            check_password_policy(password)
+    for password, personal in [
+        ("Ada@Example.com", "ada@example.com"),
+        ("447700900123", "+447700900123"),
+        ("Ada Lovelace", "Ada Lovelace"),
+    ]:
+        with pytest.raises(PasswordRejected):
+            check_password_policy(password, [personal])
+
+
+def test_passwords_are_compared_in_one_unicode_form() -> None:
+    # "ﬁ" (U+FB01) and full-width letters are the same password as their plain forms.
     with pytest.raises(PasswordRejected):
-        check_password_policy("ada@example.com", ["ada@example.com"])
+        check_password_policy("ｐａｓｓｗｏｒｄ１２３")
+    assert normalise_password("ﬁne passphrase") == "fine passphrase"
 
 
 def test_account_details_need_an_email_or_phone_and_a_printable_name() -> None:
