@@ -81,6 +81,18 @@ class ProviderEndSession(EndSessionEndpoint):  # type: ignore[misc]
             raise InvalidRequestError("id_token_hint was issued by another provider.")
         return validated
 
+    def is_post_logout_redirect_uri_legitimate(
+        self,
+        request: ProviderRequest,
+        post_logout_redirect_uri: str,
+        client: Client,
+        logout_hint: str | None,
+    ) -> bool:
+        """Without an ID token hint, return to the client's registered URI only once the person
+        has confirmed on the sign-out page (its form's CSRF token, already checked, is present):
+        a confirmed sign-out is RP-Initiated Logout §3's "other means of confirming"."""
+        return bool(request.payload.data.get("csrf_token"))
+
     def get_server_jwks(self) -> KeySet:
         server: OAuthServer = self.server
         return run_on_loop(server.provider.keys.all_public_keys)

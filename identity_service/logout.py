@@ -33,9 +33,8 @@ async def logout(request: Request) -> Response:
     if submitted is not None and not state.cookies.csrf_is_valid(request, submitted, "sign-out"):
         return error_page(request, 403, "This form has expired", "Go back and try again.")
     try:
-        oauth_request = provider_request(
-            request, state.provider.issuer, [item for item in parameters if item[0] != "csrf_token"]
-        )
+        # A valid csrf_token stays in: it tells the endpoint the person confirmed (endpoints.py).
+        oauth_request = provider_request(request, state.provider.issuer, parameters)
         validated = await run_oauth(
             state.server.validate_endpoint_request, "end_session", oauth_request
         )
@@ -48,7 +47,9 @@ async def logout(request: Request) -> Response:
     user = await current_user(request)
     claims = validated.id_token_claims
     if claims is None and submitted is None:
-        return sign_out_form(request) if user is not None else signed_out_page(request)
+        if user is None:
+            return signed_out_page(request)
+        return sign_out_form(request, carried=_carried_parameters(parameters))
     session_ids = []
     if claims is not None and (hinted := _session_id(claims.get("sid"))) is not None:
         session_ids.append(hinted)
@@ -71,8 +72,29 @@ def _session_id(value: object) -> uuid.UUID | None:
         return None
 
 
-def sign_out_form(request: Request, *, status: int = 200, error: str | None = None) -> Response:
-    return render_form(request, "sign_out.html", "sign-out", {"error": error}, status=status)
+# What the confirmation form carries to its POST, so a confirmed sign-out can still return to
+# the client that asked for it.
+_CARRIED_PARAMETERS = ("client_id", "post_logout_redirect_uri", "state", "ui_locales")
+
+
+def _carried_parameters(parameters: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in parameters if name in _CARRIED_PARAMETERS]
+
+
+def sign_out_form(
+    request: Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    carried: list[tuple[str, str]] | None = None,
+) -> Response:
+    return render_form(
+        request,
+        "sign_out.html",
+        "sign-out",
+        {"error": error, "carried": carried or []},
+        status=status,
+    )
 
 
 def signed_out_page(request: Request) -> Response:

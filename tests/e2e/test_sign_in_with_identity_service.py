@@ -221,12 +221,6 @@ async def test_alice_signs_in_uses_the_api_and_realtime_then_signs_out_everywher
             assert authorize.headers["location"].startswith("/login?")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="identity_service keeps the browser on its own 'signed out' page after a confirmed"
-    " logout without id_token_hint, although client_id and a registered"
-    " post_logout_redirect_uri were sent (identity_service/logout.py)",
-)
 async def test_signing_out_at_identity_service_returns_to_parley(
     stack: Stack, browser: Browser
 ) -> None:

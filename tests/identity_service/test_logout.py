@@ -153,6 +153,40 @@ async def test_logout_without_a_hint_asks_first_and_needs_this_browsers_form(
     assert after.headers["location"].startswith("/login?")
 
 
+@pytest.mark.parametrize(
+    ("registered", "returns_to_client"),
+    [pytest.param(True, True, id="registered-uri"), pytest.param(False, False, id="other-uri")],
+)
+async def test_a_confirmed_logout_without_a_hint_returns_only_to_a_registered_uri(
+    identity: IdentityServer,
+    factory: IdentityFactory,
+    browser: Browser,
+    registered: bool,
+    returns_to_client: bool,
+) -> None:
+    account = await factory.account()
+    client = await factory.web_client()
+    await browser.sign_in(client, account)
+    target = client.post_logout_redirect_uri if registered else "http://127.0.0.1:9/elsewhere"
+
+    page = await browser.http.get(
+        "/logout",
+        params={"client_id": client.client_id, "post_logout_redirect_uri": target, "state": "s1"},
+    )
+    unconfirmed_location = page.headers.get("location")
+    confirmed = await browser.http.post("/logout", data=form_inputs(page.text))
+
+    assert page.status_code == 200  # asks first: no redirect before the person confirms
+    assert unconfirmed_location is None
+    if returns_to_client:
+        assert confirmed.status_code == 303
+        assert confirmed.headers["location"] == f"{target}?state=s1"
+    else:
+        assert confirmed.status_code == 200
+        assert "location" not in confirmed.headers
+        assert "You have signed out" in confirmed.text
+
+
 async def test_an_access_token_is_not_accepted_as_id_token_hint(
     identity: IdentityServer, factory: IdentityFactory, browser: Browser, http: httpx.AsyncClient
 ) -> None:
