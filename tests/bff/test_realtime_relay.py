@@ -139,6 +139,17 @@ async def test_a_handshake_without_a_live_session_is_refused(
     assert refused.value.response.status_code == 403
 
 
+async def test_a_handshake_with_an_expired_session_is_refused(signed_in: Browser) -> None:
+    signed_in.bff.clock.advance(signed_in.bff.settings.session_idle_timeout_seconds + 1)
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            async with open_socket(signed_in):
+                pass
+    finally:
+        signed_in.bff.clock.offset = 0.0
+    assert refused.value.response.status_code == 403
+
+
 async def test_logout_closes_the_socket(signed_in: Browser) -> None:
     async with open_socket(signed_in) as socket:
         assert await ping(socket) == {"type": "pong"}
