@@ -14,6 +14,7 @@ from identity_service.app import create_app
 from identity_service.settings import load_settings
 from servicekit.db import Database
 from tests.identity_service.support import (
+    Browser,
     IdentityFactory,
     IdentityServer,
     LogoutReceiver,
@@ -53,6 +54,16 @@ def start_identity_server(database_url: str, redis_url: str, redis_namespace: st
 async def identity(start_identity_server: ServerStarter) -> AsyncIterator[IdentityServer]:
     async with start_identity_server() as server:
         yield server
+
+
+@pytest.fixture
+async def browser(identity: IdentityServer) -> AsyncIterator[Browser]:
+    """A browser of its own (one cookie jar) in front of the module's provider."""
+    browser = Browser(identity.url)
+    try:
+        yield browser
+    finally:
+        await browser.aclose()
 
 
 @pytest.fixture(scope="module")

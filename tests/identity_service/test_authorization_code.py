@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
@@ -18,15 +16,6 @@ from tests.identity_service.support import (
     form_inputs,
     header_of,
 )
-
-
-@pytest.fixture
-async def browser(identity: IdentityServer) -> AsyncIterator[Browser]:
-    browser = Browser(identity.url)
-    try:
-        yield browser
-    finally:
-        await browser.aclose()
 
 
 async def test_sign_in_yields_an_id_token_and_an_access_token_for_the_api(

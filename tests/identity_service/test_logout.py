@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -23,15 +22,6 @@ from tests.identity_service.support import (
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 DELIVERY_WAIT_SECONDS = 10.0
-
-
-@pytest.fixture
-async def browser(identity: IdentityServer) -> AsyncIterator[Browser]:
-    browser = Browser(identity.url)
-    try:
-        yield browser
-    finally:
-        await browser.aclose()
 
 
 async def verified_logout_claims(identity: IdentityServer, token: str) -> dict[str, object]:

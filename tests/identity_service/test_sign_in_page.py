@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from identity_service.admin import disable_user
 from tests.identity_service.conftest import ServerStarter
@@ -19,15 +17,6 @@ from tests.identity_service.support import (
 )
 
 GENERIC_ERROR = "The email address or mobile number and password do not match."
-
-
-@pytest.fixture
-async def browser(identity: IdentityServer) -> AsyncIterator[Browser]:
-    browser = Browser(identity.url)
-    try:
-        yield browser
-    finally:
-        await browser.aclose()
 
 
 async def sign_in_page(browser: Browser, factory: IdentityFactory) -> httpx.Response:

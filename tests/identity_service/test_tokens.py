@@ -24,15 +24,6 @@ from tests.identity_service.support import (
 
 
 @pytest.fixture
-async def browser(identity: IdentityServer) -> AsyncIterator[Browser]:
-    browser = Browser(identity.url)
-    try:
-        yield browser
-    finally:
-        await browser.aclose()
-
-
-@pytest.fixture
 async def verifier(identity: IdentityServer) -> AsyncIterator[AccessTokenVerifier]:
     async with httpx.AsyncClient() as client:
         yield AccessTokenVerifier(identity.url, identity.audience, client)
