@@ -26,14 +26,15 @@ from identity_service.service import check_client, create_account
 from identity_service.store import AccountStore, DuplicateAccount
 from parley.services import SERVICES_BY_NAME
 from servicekit.db import Database
+from servicekit.settings import DEVELOPMENT_SERVICE_CLIENT_ID, DEVELOPMENT_SERVICE_CLIENT_SECRET
 
 DEMO_PEOPLE: Final = (
     ("alice@example.com", "Alice", "alice-in-parley"),
     ("bob@example.com", "Bob", "bob-in-parley"),
     ("carol@example.com", "Carol", "carol-in-parley"),
 )
-SERVICES_CLIENT_ID: Final = "parley-services"
-SERVICES_CLIENT_SECRET: Final = "parley-services-development-secret"  # noqa: S105 - dev only
+SERVICES_CLIENT_ID: Final = DEVELOPMENT_SERVICE_CLIENT_ID
+SERVICES_CLIENT_SECRET: Final = DEVELOPMENT_SERVICE_CLIENT_SECRET
 DEMO_BOT_ID: Final = "demo-bot"
 DEMO_BOT_SECRET: Final = "demo-bot-development-secret"  # noqa: S105 - development only
 DEMO_BOT_SCOPES: Final = ("chat.read", "chat.write")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,6 +27,9 @@ PRODUCTION: Final = "production"
 
 DEFAULT_DATABASE_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+# The client `make run` registers for service-to-service calls (parley.seed); development only.
+DEVELOPMENT_SERVICE_CLIENT_ID: Final = "parley-services"
+DEVELOPMENT_SERVICE_CLIENT_SECRET: Final = "parley-services-development-secret"  # noqa: S105
 DEFAULT_PORTS: Final[Mapping[str, int]] = {
     "bff": 8000,
     "identity_service": 8001,
@@ -202,6 +205,14 @@ class DatabaseServiceSettings(ServiceSettings):
     database_pool_size: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class ServiceClientSettings(ServiceSettings):
+    """Settings of a service that calls other services with client-credentials tokens."""
+
+    service_client_id: str
+    service_client_secret: str = field(repr=False)
+
+
 def read_service_settings(reader: EnvironmentReader, service_name: str) -> dict[str, Any]:
     """The fields of ``ServiceSettings`` from the environment, as keyword arguments."""
     environment = reader.choice("PARLEY_ENV", DEVELOPMENT, (DEVELOPMENT, PRODUCTION))
@@ -238,6 +249,18 @@ def read_database_settings(reader: EnvironmentReader, *, production: bool) -> di
     }
 
 
+def read_service_client_settings(reader: EnvironmentReader, *, production: bool) -> dict[str, Any]:
+    """The fields ``ServiceClientSettings`` adds, as keyword arguments."""
+    return {
+        "service_client_id": reader.text(
+            "SERVICE_CLIENT_ID", dev_default(production, DEVELOPMENT_SERVICE_CLIENT_ID)
+        ),
+        "service_client_secret": reader.text(
+            "SERVICE_CLIENT_SECRET", dev_default(production, DEVELOPMENT_SERVICE_CLIENT_SECRET)
+        ),
+    }
+
+
 def load_service_settings(
     settings_class: type[S],
     service_name: str,
@@ -245,13 +268,15 @@ def load_service_settings(
     read_extra: ExtraReader | None = None,
 ) -> S:
     """Read ``settings_class`` from the environment, or raise ``SettingsError`` naming every
-    problem: the common fields, the database fields when the class has them, then the service's
-    own fields from ``read_extra``."""
+    problem: the common fields, the database and service-client fields when the class has them,
+    then the service's own fields from ``read_extra``."""
     reader = EnvironmentReader(environ)
     values = read_service_settings(reader, service_name)
     production = values["environment"] == PRODUCTION
     if issubclass(settings_class, DatabaseServiceSettings):
         values |= read_database_settings(reader, production=production)
+    if issubclass(settings_class, ServiceClientSettings):
+        values |= read_service_client_settings(reader, production=production)
     if read_extra is not None:
         values |= read_extra(reader, production)
     reader.finish()
