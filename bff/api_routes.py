@@ -163,20 +163,24 @@ def _route(methods: str, path: str, upstream: str) -> ApiRoute:
     return ApiRoute(path, frozenset(methods.split()), upstream)
 
 
-# The HTTP API of the brief (§6). Every path is matched whole, so the order does not matter.
+# The HTTP API of the brief (§6), plus invitation listing and revocation, delivery pointers
+# and read receipts. Every path is matched whole, so the order does not matter.
 API_ROUTES: Final[tuple[ApiRoute, ...]] = (
     _route("GET POST", "/api/conversations", CONVERSATIONS),
     _route("GET PATCH DELETE", "/api/conversations/{id}", CONVERSATIONS),
     _route("GET POST", "/api/conversations/{id}/members", CONVERSATIONS),
     _route("PATCH DELETE", "/api/conversations/{id}/members/{user_id}", CONVERSATIONS),
-    _route("POST", "/api/conversations/{id}/invitations", CONVERSATIONS),
+    _route("GET POST", "/api/conversations/{id}/invitations", CONVERSATIONS),
     _route("GET", "/api/invitations", CONVERSATIONS),
     _route("POST", "/api/invitations/{id}/accept", CONVERSATIONS),
     _route("POST", "/api/invitations/{id}/decline", CONVERSATIONS),
+    _route("POST", "/api/invitations/{id}/revoke", CONVERSATIONS),
     # Under /api/conversations/{id}/, but owned by messages_service.
     _route("GET POST", "/api/conversations/{id}/messages", MESSAGES),
     _route("POST", "/api/conversations/{id}/read", MESSAGES),
+    _route("POST", "/api/conversations/{id}/delivered", MESSAGES),
     _route("PATCH DELETE", "/api/messages/{id}", MESSAGES),
+    _route("GET", "/api/messages/{id}/receipts", MESSAGES),
     _route("PUT DELETE", "/api/messages/{id}/reactions/{emoji}", MESSAGES),
     _route("GET", "/api/unread", MESSAGES),
     _route("GET", "/api/search", MESSAGES),
