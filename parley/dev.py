@@ -158,13 +158,14 @@ def plan_services(
         "REDIS_URL": redis_store.url,
         "PUBLIC_URL": urls["bff"],
         "OIDC_ISSUER": external_issuer or urls["identity_service"],
-        "IDENTITY_URL": urls["identity_service"],
         "CONVERSATIONS_URL": urls["conversations_service"],
         "MESSAGES_URL": urls["messages_service"],
         "REALTIME_URL": urls["realtime_service"],
         # Output goes to a pipe, which Python would otherwise buffer: lines would arrive late.
         "PYTHONUNBUFFERED": "1",
     }
+    if not external_issuer:  # the people directory, which only the embedded provider offers
+        environment["IDENTITY_URL"] = urls["identity_service"]
     services = [
         ManagedService(
             name=spec.name,

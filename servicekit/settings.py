@@ -83,6 +83,10 @@ class EnvironmentReader:
             self.problems.append(f"{name}: {error}, got {_describe(raw)!r}")
             return fallback
 
+    def is_set(self, name: str) -> bool:
+        """Whether ``name`` has a non-blank value (for defaults that depend on another variable)."""
+        return self._raw(name) is not None
+
     def text(self, name: str, default: str | _Required = REQUIRED) -> str:
         return self._convert(name, default, str, "")
 

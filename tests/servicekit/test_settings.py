@@ -208,3 +208,21 @@ def test_cli_reports_bad_settings_on_stderr_and_exits_2(
     assert "PORT: must be an integer between 1 and 65535" in stderr
     assert "SESSION_SECRET: must be at least 32 characters" in stderr
     assert "Traceback" not in stderr
+
+
+def test_conversations_service_asks_the_embedded_directory_only_without_external_provider() -> None:
+    assert load_conversations_settings({}).identity_url == "http://127.0.0.1:8001"
+    external = load_conversations_settings({"OIDC_ISSUER": "https://login.example.com"})
+    assert external.identity_url is None
+    named = load_conversations_settings(
+        {"OIDC_ISSUER": "https://login.example.com", "IDENTITY_URL": "http://directory:8001"}
+    )
+    assert named.identity_url == "http://directory:8001"
+
+
+def test_service_client_credentials_are_required_in_production_when_a_directory_is_named() -> None:
+    error = settings_error(
+        load_conversations_settings,
+        {"PARLEY_ENV": "production", "IDENTITY_URL": "http://identity_service:8001"},
+    )
+    assert {"SERVICE_CLIENT_ID", "SERVICE_CLIENT_SECRET"} <= named_variables(error)
