@@ -2,11 +2,11 @@
 
 ``IDENTITY_URL`` is where the people directory (identity_service) answers ``GET /api/users/{id}``;
 conversations_service asks it whether a user id it has never seen names a real person (see
-``conversations_service.directory``). In development without ``OIDC_ISSUER`` it defaults to the
-local identity_service; otherwise it is optional: with an external OpenID Provider there is no
-identity_service, and people become known by calling the API once. The service calls the directory with a
-client-credentials token (``SERVICE_CLIENT_ID`` / ``SERVICE_CLIENT_SECRET``), so those are
-required in production only when ``IDENTITY_URL`` is set.
+``conversations_service.directory``). In development without ``OIDC_ISSUER`` it defaults to
+the local identity_service; otherwise it is optional: with an external OpenID Provider there is
+no identity_service, and people become known by calling the API once. The service calls the
+directory with a client-credentials token (``SERVICE_CLIENT_ID`` / ``SERVICE_CLIENT_SECRET``),
+so those are required in production only when ``IDENTITY_URL`` is set.
 """
 
 from __future__ import annotations

@@ -147,6 +147,17 @@ def _run_identity_task(task: Coroutine[Any, Any, T]) -> T | None:
     return None
 
 
+def retention_run(arguments: argparse.Namespace) -> int:
+    """Delete messages older than RETENTION_DAYS now, in small batches; print how many."""
+    from messages_service.retention import run_retention
+    from messages_service.settings import load_settings
+
+    settings = load_settings()
+    deleted = asyncio.run(run_retention(settings))
+    print(f"deleted {deleted} messages older than {settings.retention_days} days")
+    return 0
+
+
 def dev(arguments: argparse.Namespace) -> int:
     """Everything a developer needs, in one terminal: what `make run` runs."""
     from parley.dev import run_development_stack
@@ -192,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run one service")
     serve_parser.add_argument("service", choices=[spec.name for spec in SERVICES])
     serve_parser.set_defaults(handler=serve)
+
+    retention = commands.add_parser("retention", help="message retention")
+    retention_commands = retention.add_subparsers(
+        dest="retention_command", required=True, metavar="COMMAND"
+    )
+    retention_pass = retention_commands.add_parser(
+        "run", help="delete messages older than RETENTION_DAYS (default 365) now"
+    )
+    retention_pass.set_defaults(handler=retention_run)
 
     _add_identity_commands(commands)
     return parser

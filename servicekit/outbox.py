@@ -148,6 +148,8 @@ class Outbox:
     async def _publish(self, staged: Sequence[_StagedEvent]) -> list[uuid.UUID]:
         """Publish in order until one fails; the ids of those published."""
         published: list[uuid.UUID] = []
+        if not staged:  # nothing was tried, so nothing was learnt about the bus
+            return published
         for item in staged:
             try:
                 await self.bus.redis.publish(self.bus.channel(item.topic), item.payload)
