@@ -21,13 +21,13 @@ import pytest
 from parley.seed import (
     DEMO_BOT_ID,
     DEMO_BOT_SECRET,
-    DEMO_PEOPLE,
     SERVICES_CLIENT_ID,
     SERVICES_CLIENT_SECRET,
 )
 from tests.bff.conftest import Browser, open_browser
 from tests.bff.test_realtime_relay import close_code, open_socket, ping
 from tests.e2e.conftest import BFF_CLIENT_ID, Stack
+from tests.e2e.journeys import demo_person, open_sign_in_page, sign_in, submit_sign_in
 from tests.identity_service.support import (
     Login,
     RegisteredClient,
@@ -47,48 +47,10 @@ TOO_MANY_SIGN_IN_ATTEMPTS = 10  # well above the provider's per-account limit of
 _FORM_ERROR = re.compile(r'<p id="form-error"[^>]*>([^<]*)</p>')
 
 
-def demo_person(stack: Stack, name: str) -> Login:
-    """A seeded person, with the password the seeder printed for them."""
-    email = next(email for email, display, _ in DEMO_PEOPLE if display == name)
-    return Login(email, dict(stack.demo.people)[email])
-
-
 @pytest.fixture
 async def browser(stack: Stack) -> AsyncIterator[Browser]:
     async with open_browser(stack.bff) as opened:
         yield opened
-
-
-async def open_sign_in_page(browser: Browser, stack: Stack, return_url: str) -> httpx.Response:
-    """``/bff/login`` → identity_service's ``/authorize`` → its sign-in page."""
-    login = await browser.start_login(return_url)
-    authorize_url = login.headers["location"]
-    assert authorize_url.startswith(f"{stack.identity.url}/authorize?"), authorize_url
-    authorize = await browser.http.get(authorize_url)
-    assert authorize.status_code == 303, authorize.text
-    assert authorize.headers["location"].startswith("/login?")
-    page = await browser.http.get(authorize.url.join(authorize.headers["location"]))
-    assert page.status_code == 200, page.text
-    return page
-
-
-async def submit_sign_in(
-    browser: Browser, stack: Stack, page: httpx.Response, person: Login
-) -> httpx.Response:
-    form = form_inputs(page.text) | {"identifier": person.identifier, "password": person.password}
-    return await browser.http.post(f"{stack.identity.url}/login", data=form)
-
-
-async def sign_in(
-    browser: Browser, stack: Stack, person: Login, return_url: str = "/"
-) -> httpx.Response:
-    """The whole front channel, typing ``person``'s password; the BFF's answer to the callback."""
-    page = await open_sign_in_page(browser, stack, return_url)
-    to_callback = await submit_sign_in(browser, stack, page, person)
-    assert to_callback.status_code == 303, to_callback.text
-    callback_url = to_callback.headers["location"]
-    assert callback_url.startswith(f"{stack.bff.url}/bff/callback?"), callback_url
-    return await browser.http.get(callback_url)
 
 
 async def join_provider_session(stack: Stack, signed_in: Browser, other: Browser) -> None:
