@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse, Response
 
 from conversations_service.service import MAX_GROUP_MEMBERS, ROLES
 from conversations_service.state import authenticated, conversations_state
-from conversations_service.views import timestamp
 from servicekit.cursors import decode_cursor, encode_cursor
 from servicekit.errors import ValidationFailed
 from servicekit.requests import (
@@ -27,6 +26,7 @@ from servicekit.requests import (
     query_text,
     read_json_object,
 )
+from servicekit.timestamps import utc_timestamp
 
 READ: Final = "chat.read"
 WRITE: Final = "chat.write"
@@ -138,7 +138,7 @@ async def list_conversations(request: Request) -> Response:
         principal.id, after, limit
     )
     next_position = (
-        None if following is None else {"t": timestamp(following[0]), "c": str(following[1])}
+        None if following is None else {"t": utc_timestamp(following[0]), "c": str(following[1])}
     )
     return _page(views, "items", next_position)
 

@@ -7,11 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from conversations_service.store import Conversation, Invitation, Member
-
-
-def timestamp(moment: datetime) -> str:
-    """ISO-8601 in UTC with microseconds, e.g. ``2025-01-31T12:00:00.000000Z``."""
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+from servicekit.timestamps import utc_timestamp
 
 
 def member_view(member: Member) -> dict[str, Any]:
@@ -19,7 +15,7 @@ def member_view(member: Member) -> dict[str, Any]:
         "user_id": member.user_id,
         "role": member.role,
         "added_by": member.added_by,
-        "joined_at": timestamp(member.joined_at),
+        "joined_at": utc_timestamp(member.joined_at),
     }
 
 
@@ -33,8 +29,8 @@ def conversation_view(
         "title": conversation.title,
         "description": conversation.description,
         "created_by": conversation.created_by,
-        "created_at": timestamp(conversation.created_at),
-        "last_activity_at": timestamp(conversation.last_activity_at),
+        "created_at": utc_timestamp(conversation.created_at),
+        "last_activity_at": utc_timestamp(conversation.last_activity_at),
         "last_seq": conversation.last_seq,
         # The position of the newest change its members were sent as an event.
         "revision": conversation.revision,
@@ -55,9 +51,9 @@ def invitation_view(
         "invitee_id": invitation.invitee_id,
         "inviter_id": invitation.inviter_id,
         "state": invitation.effective_state(now),
-        "created_at": timestamp(invitation.created_at),
-        "expires_at": timestamp(invitation.expires_at),
+        "created_at": utc_timestamp(invitation.created_at),
+        "expires_at": utc_timestamp(invitation.expires_at),
         "responded_at": None
         if invitation.responded_at is None
-        else timestamp(invitation.responded_at),
+        else utc_timestamp(invitation.responded_at),
     }

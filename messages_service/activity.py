@@ -17,8 +17,6 @@ every instance, sends the pending conversations in batches and clears the flag o
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Final
@@ -27,12 +25,14 @@ import uuid6
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from messages_service.models import Activity, timestamp
+from messages_service.models import Activity
 from messages_service.tables import conversation_state
+from servicekit.background import PeriodicTask
 from servicekit.client_credentials import ClientCredentialsTokenSource
 from servicekit.db import Database
 from servicekit.errors import ParleyError
 from servicekit.http import IDEMPOTENCY_KEY_HEADER, UpstreamClient
+from servicekit.timestamps import utc_timestamp
 
 logger = logging.getLogger("messages_service.activity")
 
@@ -86,8 +86,7 @@ class ActivityReporter:
         self._database = database
         self._client = client
         self._tokens = tokens
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PeriodicTask("activity reporter", self._report_all, interval_seconds)
 
     async def report_once(self) -> int:
         """Report one batch of pending conversations; returns how many were reported."""
@@ -107,7 +106,7 @@ class ActivityReporter:
                     {
                         "conversation_id": str(item.conversation_id),
                         "last_seq": item.last_seq,
-                        "last_message_at": timestamp(item.last_message_at),
+                        "last_message_at": utc_timestamp(item.last_message_at),
                     }
                     for item in pending
                 ]
@@ -121,30 +120,19 @@ class ActivityReporter:
         if response.status_code >= 300:
             raise ActivityRefused(f"conversations_service answered {response.status_code}")
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                while await self.report_once() == ACTIVITY_BATCH_SIZE:
-                    pass
-            except (ParleyError, ActivityRefused) as error:
-                # Upstream down or refusing: the flags stay set and the next round retries.
-                logger.warning("activity report failed", extra={"error": str(error)})
-            except Exception:  # the database may be restarting: log and try again shortly
-                logger.exception("activity reporter failed")
-            await asyncio.sleep(self._interval)
+    async def _report_all(self) -> None:
+        try:
+            while await self.report_once() == ACTIVITY_BATCH_SIZE:
+                pass
+        except (ParleyError, ActivityRefused) as error:
+            # Upstream down or refusing: the flags stay set and the next round retries.
+            logger.warning("activity report failed", extra={"error": str(error)})
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="activity reporter"
-            )
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.close()
 
 
 class ActivityRefused(Exception):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from servicekit.errors import NotFound
+from servicekit.timestamps import utc_timestamp
 
 MENTION_PATTERN: Final = re.compile(r"@\[([^\]\s]{1,255})\]")
 
@@ -55,8 +56,8 @@ class Message:
             "client_msg_id": self.client_msg_id,
             "body": self.body,
             "reply_to": None if self.reply_to is None else str(self.reply_to),
-            "created_at": timestamp(self.created_at),
-            "edited_at": None if self.edited_at is None else timestamp(self.edited_at),
+            "created_at": utc_timestamp(self.created_at),
+            "edited_at": None if self.edited_at is None else utc_timestamp(self.edited_at),
             "deleted": self.deleted_at is not None,
             "mentions": list(self.mentions),
             "reactions": [
@@ -122,11 +123,6 @@ class Audience:
     """Who an event is for: the conversation's members when the change was made."""
 
     user_ids: tuple[str, ...]
-
-
-def timestamp(moment: datetime) -> str:
-    """ISO-8601 in UTC with a ``Z``, as every Parley API writes times."""
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def mentioned_user_ids(body: str, members: Iterable[str], sender_id: str) -> tuple[str, ...]:

@@ -17,8 +17,6 @@ harmless: a message deleted by one is simply not returned by the other's ``DELET
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections import defaultdict
@@ -33,6 +31,7 @@ from messages_service import search
 from messages_service.service import utc_now
 from messages_service.settings import MessagesSettings
 from messages_service.tables import conversation_state, mentions, messages, reactions
+from servicekit.background import PeriodicTask
 from servicekit.db import Database
 
 logger = logging.getLogger("messages_service.retention")
@@ -132,29 +131,14 @@ class RetentionJob:
     ) -> None:
         self._database = database
         self._retention_days = retention_days
-        self._interval = interval_seconds
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PeriodicTask("message retention", self._purge, interval_seconds)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await purge_expired_messages(
-                    self._database, self._retention_days, now=self._clock()
-                )
-            except Exception:  # the database may be restarting: log, try at the next interval
-                logger.exception("retention pass failed")
-            await asyncio.sleep(self._interval)
+    async def _purge(self) -> None:
+        await purge_expired_messages(self._database, self._retention_days, now=self._clock())
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="message retention"
-            )
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.close()

@@ -33,7 +33,7 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import text
@@ -44,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 from servicekit.cursors import decode_cursor, encode_cursor
 from servicekit.errors import ValidationFailed
 from servicekit.requests import parse_uuid, query_integer, query_text
+from servicekit.timestamps import utc_timestamp
 
 MAX_QUERY_LENGTH: Final = 200  # characters, after surrounding whitespace is stripped
 MAX_RAW_QUERY_LENGTH: Final = 1_000  # characters before stripping: bounds the work of checking
@@ -381,17 +382,13 @@ def _conversation_filter(request: Request) -> uuid.UUID | None:
     return conversation_id
 
 
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def _item(hit: SearchHit, query: str) -> dict[str, Any]:
     return {
         "message_id": str(hit.message_id),
         "conversation_id": str(hit.conversation_id),
         "seq": hit.seq,
         "sender": hit.sender_id,
-        "created_at": _timestamp(hit.created_at),
+        "created_at": utc_timestamp(hit.created_at),
         "snippet": snippet_segments(hit.body, query),
         "rank": hit.rank,
     }

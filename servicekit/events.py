@@ -33,6 +33,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from servicekit.timestamps import utc_timestamp
+
 EVENT_VERSION: Final = 1  # the major version; additive changes (new optional fields) keep it
 RECONNECT_MIN_SECONDS: Final = 0.05  # first retry after a drop: a Redis restart takes ~0.1 s
 RECONNECT_MAX_SECONDS: Final = 2.0  # cap, so a recovered Redis is noticed within 2 s
@@ -55,7 +57,7 @@ class InvalidEvent(ValueError):
 
 
 def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_timestamp(datetime.now(UTC))
 
 
 @dataclass(frozen=True, kw_only=True)

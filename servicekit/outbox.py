@@ -21,8 +21,6 @@ While Redis is failing, the fast path is skipped (the relay keeps trying every
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -35,6 +33,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, Uuid, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from servicekit.background import PeriodicTask
 from servicekit.db import Database
 from servicekit.events import Event, EventBus, InvalidEvent
 from servicekit.migrations import quote_identifier
@@ -113,7 +112,7 @@ class Outbox:
         self.table = table
         self._clock = clock
         self._bus_failing = False
-        self._relay_task: asyncio.Task[None] | None = None
+        self._relay: PeriodicTask | None = None
 
     async def transaction(self, work: UnitOfWorkWithEvents[T]) -> T:
         """Run ``work`` in one retrying transaction together with writing its events; once it
@@ -209,17 +208,13 @@ class Outbox:
 
         return await self.database.transaction(relay)
 
-    async def _relay_forever(self) -> None:
-        while True:
-            try:
-                relayed = await self.relay_once()
-                while relayed == RELAY_BATCH_SIZE:
-                    relayed = await self.relay_once()
-                if self._bus_failing and relayed == 0:
-                    await self._check_bus()
-            except Exception:  # the database may be restarting: log and try again shortly
-                logger.exception("outbox relay failed")
-            await asyncio.sleep(RELAY_INTERVAL_SECONDS)
+    async def _relay_all(self) -> None:
+        """One round of the relay: publish what is left, then see whether the bus is back."""
+        relayed = await self.relay_once()
+        while relayed == RELAY_BATCH_SIZE:
+            relayed = await self.relay_once()
+        if self._bus_failing and relayed == 0:
+            await self._check_bus()
 
     async def _check_bus(self) -> None:
         """With nothing to relay, learn from a PING whether the fast path may resume."""
@@ -231,15 +226,13 @@ class Outbox:
 
     def start(self) -> None:
         """Start the relay on the running event loop."""
-        if self._relay_task is None:
-            self._relay_task = asyncio.get_running_loop().create_task(
-                self._relay_forever(), name=f"outbox relay {self.table.fullname}"
+        if self._relay is None:
+            self._relay = PeriodicTask(
+                f"outbox relay {self.table.fullname}", self._relay_all, RELAY_INTERVAL_SECONDS
             )
+        self._relay.start()
 
     async def close(self) -> None:
         """Stop the relay (rows it did not publish stay for the next start)."""
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
-            self._relay_task = None
+        if self._relay is not None:
+            await self._relay.close()
